@@ -1,0 +1,133 @@
+"""Fashion-MNIST as in-memory NDArrays, batched by slicing a shuffled index.
+
+The book's loader decodes every image through a per-sample Python transform on each epoch;
+here the IDX files are decoded once, scaled to float32 in [0, 1] once, kept in memory (on the
+training device if asked), and a batch is one ``take`` of a shuffled index.
+"""
+import os
+
+import numpy as np
+import mxnet as mx
+from mxnet import nd
+
+from . import fashion_mnist_files as files
+
+TEXT_LABELS = ('t-shirt', 'trouser', 'pullover', 'dress', 'coat',
+               'sandal', 'shirt', 'sneaker', 'bag', 'ankle boot')
+
+_decoded = {}   # (train, root, $FASHION_MNIST_DIR) -> (images, labels, sources); decode once per process
+
+
+def get_fashion_mnist_labels(labels):
+    """Text labels for numeric labels (any iterable of numbers, NDArray or numpy array)."""
+    if isinstance(labels, nd.NDArray):
+        labels = labels.asnumpy()
+    return [TEXT_LABELS[int(i)] for i in labels]
+
+
+def fashion_mnist_arrays(train=True, root=None, **fetch_kwargs):
+    """Return (images uint8 (N, 28, 28), labels uint8 (N,), sources), decoded once per process."""
+    key = (bool(train), None if root is None else os.path.abspath(os.path.expanduser(str(root))),
+           os.environ.get(files.ENV_VAR))
+    if key not in _decoded:
+        _decoded[key] = files.load_arrays(train, root, **fetch_kwargs)
+    return _decoded[key]
+
+
+class ArrayDataIter:
+    """Mini-batches of (X, y) from arrays held in memory.
+
+    X: float32 NDArray (N, 1, 28, 28) in [0, 1]; y: float32 NDArray (N,) of class indices.
+    Each ``iter()`` is one epoch; with ``shuffle`` the order is a fresh permutation drawn from
+    ``seed`` (a fixed sequence of permutations) or, if ``seed`` is None, from numpy's global
+    RNG (so ``set_seed`` makes it repeatable). The last partial batch is kept, like the book's
+    DataLoader. With ``resize`` each batch is resized on its device as it is served (resizing
+    all 60,000 images up front to 224x224 would need 12 GB).
+    """
+
+    def __init__(self, X, y, batch_size, shuffle=False, seed=None, resize=None):
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError('batch_size must be a positive integer, got %r' % (batch_size,))
+        self.X, self.y = X, y
+        self.batch_size, self.shuffle, self.resize = batch_size, shuffle, resize
+        self._rng = np.random.RandomState(seed) if seed is not None else None
+        self._index = nd.arange(len(y), dtype='int64', ctx=X.context)
+
+    @property
+    def num_examples(self):
+        return self.y.shape[0]
+
+    def __len__(self):
+        return -(-self.num_examples // self.batch_size)
+
+    def __iter__(self):
+        n = self.num_examples
+        if self.shuffle:
+            rng = self._rng if self._rng is not None else np.random
+            order = nd.array(rng.permutation(n), ctx=self.X.context, dtype='int64')
+        else:
+            order = self._index
+        for start in range(0, n, self.batch_size):
+            idx = order[start:start + self.batch_size]
+            X = nd.take(self.X, idx) if self.shuffle else self.X[start:start + self.batch_size]
+            y = nd.take(self.y, idx) if self.shuffle else self.y[start:start + self.batch_size]
+            if self.resize:
+                X = nd.contrib.BilinearResize2D(X, height=self.resize[0], width=self.resize[1])
+            yield X, y
+
+
+def _as_size(resize):
+    if resize is None:
+        return None
+    if isinstance(resize, int):
+        return (resize, resize)
+    if len(resize) == 2:
+        return tuple(int(v) for v in resize)
+    raise ValueError('resize must be an int or an (height, width) pair, got %r' % (resize,))
+
+
+def _to_ndarrays(images, labels, ctx):
+    # one vectorized scale for the whole split instead of a ToTensor per sample per epoch
+    X = nd.array(images, ctx=ctx, dtype='uint8').astype('float32') / 255
+    return X.reshape((-1, 1, 28, 28)), nd.array(labels, ctx=ctx, dtype='float32')
+
+
+def _subset(n_total, size, rng, name):
+    if size is None:
+        return None
+    if not isinstance(size, int) or not 1 <= size <= n_total:
+        raise ValueError('%s must be an integer between 1 and %d, got %r' % (name, n_total, size))
+    return np.sort(rng.choice(n_total, size, replace=False))
+
+
+def load_data_fashion_mnist(batch_size, resize=None, root=None, ctx=None, train_subset=None,
+                            test_subset=None, seed=None, shuffle=True):
+    """Return (train_iter, test_iter) over Fashion-MNIST, with the book's first three arguments.
+
+    Batches are (X, y): X float32 (batch, 1, 28, 28) in [0, 1] (or (batch, 1, h, w) with
+    ``resize``), y float32 (batch,) of class indices 0-9.
+
+    root: folder with the four files (``.gz`` or decompressed); if None, searched for in
+        ``$FASHION_MNIST_DIR``, MXNet's cache, Debian's ``/usr/share/datasets/fashion-mnist``,
+        then downloaded (see ``fashion_mnist_files.fetch_file``).
+    ctx: device for the arrays (default the CPU); put them on the training GPU to avoid a
+        host-to-device copy per batch.
+    train_subset, test_subset: use a random subset of this many examples (chosen with
+        ``seed``), for quick runs and tests.
+    seed: fixes the subset choice and the training set's shuffle order.
+    shuffle: shuffle the training set each epoch (the test set is never shuffled).
+    """
+    ctx = ctx or mx.cpu()
+    size = _as_size(resize)
+    rng = np.random.RandomState(seed)
+    iters = []
+    for train, subset, name in ((True, train_subset, 'train_subset'),
+                                (False, test_subset, 'test_subset')):
+        images, labels, _ = fashion_mnist_arrays(train, root)
+        keep = _subset(len(labels), subset, rng, name)
+        if keep is not None:
+            images, labels = images[keep], labels[keep]
+        X, y = _to_ndarrays(images, labels, ctx)
+        iters.append(ArrayDataIter(X, y, batch_size, shuffle=train and shuffle,
+                                   seed=None if seed is None else seed + 1, resize=size))
+    return tuple(iters)
