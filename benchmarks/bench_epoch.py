@@ -1,0 +1,266 @@
+"""Side-by-side epoch times of LeNet+BN on Fashion-MNIST, and per-layer BN times.
+
+    python benchmarks/bench_epoch.py                       # full: 60,000 images, 2 epochs + warm-up
+    python benchmarks/bench_epoch.py --train-subset 2048 --epochs 1 --out /tmp/r.md   # smoke
+
+Every configuration trains the same LeNet (book hyperparameters: batch 256, SGD lr 1.0,
+Xavier, seed 0) on the same data for the same epochs, each in its own child process so its
+peak memory is its own. One warm-up epoch (not timed) precedes the timed ones. Results go to a
+Markdown file (default benchmarks/RESULTS.md) with the machine, versions and date.
+
+The "book path" is d2lzh's pipeline: a gluon DataLoader (4 workers) applying ToTensor to each
+image every epoch, and d2lzh.train_ch5. MXNet's FashionMNIST dataset class would re-download
+Debian's recompressed files (it checks gzip checksums), so the same decoded arrays are wrapped
+in an ArrayDataset; what happens per epoch is exactly d2lzh.load_data_fashion_mnist's.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+
+CONFIGS = {
+    # name: (data path, batch norm, hybridize)
+    'book path, book scratch BN': ('book', 'book_scratch', False),
+    'book path, nn.BatchNorm': ('book', 'gluon', False),
+    'd2l_utils, scratch BatchNorm': ('d2l_utils', 'scratch', False),
+    'd2l_utils, FastBatchNorm': ('d2l_utils', 'fast', False),
+    'd2l_utils, nn.BatchNorm': ('d2l_utils', 'gluon', False),
+    'd2l_utils, nn.BatchNorm, hybridized': ('d2l_utils', 'gluon', True),
+}
+BATCH_SIZE, LR = 256, 1.0
+
+
+def book_batch_norm_block():
+    """The book's scratch BatchNorm (moving statistics as plain NDArrays, moving_var zeros)."""
+    from mxnet import autograd, init, nd
+    from mxnet.gluon import nn
+
+    def batch_norm(X, gamma, beta, moving_mean, moving_var, eps, momentum):
+        if not autograd.is_training():
+            X_hat = (X - moving_mean) / nd.sqrt(moving_var + eps)
+        else:
+            if len(X.shape) == 2:
+                mean = X.mean(axis=0)
+                var = ((X - mean) ** 2).mean(axis=0)
+            else:
+                mean = X.mean(axis=(0, 2, 3), keepdims=True)
+                var = ((X - mean) ** 2).mean(axis=(0, 2, 3), keepdims=True)
+            X_hat = (X - mean) / nd.sqrt(var + eps)
+            moving_mean = momentum * moving_mean + (1.0 - momentum) * mean
+            moving_var = momentum * moving_var + (1.0 - momentum) * var
+        return gamma * X_hat + beta, moving_mean, moving_var
+
+    class BookBatchNorm(nn.Block):
+        def __init__(self, num_features, num_dims, **kwargs):
+            super().__init__(**kwargs)
+            shape = (1, num_features) if num_dims == 2 else (1, num_features, 1, 1)
+            self.gamma = self.params.get('gamma', shape=shape, init=init.One())
+            self.beta = self.params.get('beta', shape=shape, init=init.Zero())
+            self.moving_mean, self.moving_var = nd.zeros(shape), nd.zeros(shape)
+
+        def forward(self, X):
+            if self.moving_mean.context != X.context:
+                self.moving_mean = self.moving_mean.copyto(X.context)
+                self.moving_var = self.moving_var.copyto(X.context)
+            Y, self.moving_mean, self.moving_var = batch_norm(
+                X, self.gamma.data(), self.beta.data(), self.moving_mean, self.moving_var,
+                eps=1e-5, momentum=0.9)
+            return Y
+
+    return BookBatchNorm
+
+
+def make_bn(kind):
+    if kind == 'book_scratch':
+        return book_batch_norm_block()
+    if kind == 'fast':
+        from d2l_utils.fast_batch_norm import FastBatchNorm
+        return FastBatchNorm
+    return kind   # 'scratch' or 'gluon': understood by d2l_utils.models.lenet
+
+
+def run_config(name, epochs, train_subset, test_subset):
+    """Train one configuration in this process; return its measurements as a dict."""
+    import mxnet as mx
+    from mxnet import gluon, init
+    from d2l_utils import data, device, models, train
+    data_path, bn_kind, hybridize = CONFIGS[name]
+    ctx = device.try_gpu()
+    train.set_seed(0)
+    if data_path == 'book':
+        import d2lzh
+        from mxnet.gluon import data as gdata
+        loaders = []
+        for is_train, subset in ((True, train_subset), (False, test_subset)):
+            images, labels, _ = data.fashion_mnist_arrays(is_train)
+            if subset:
+                images, labels = images[:subset], labels[:subset]
+            dataset = gdata.ArrayDataset(mx.nd.array(images[..., None], dtype='uint8'),
+                                         labels.astype('int32'))
+            to_tensor = gdata.vision.transforms.ToTensor()
+            loaders.append(gdata.DataLoader(dataset.transform_first(to_tensor), BATCH_SIZE,
+                                            shuffle=is_train, num_workers=4))
+        train_iter, test_iter = loaders
+
+        def one_epoch(net, trainer):   # train_ch5 trains one epoch and evaluates, as the book
+            d2lzh.train_ch5(net, train_iter, test_iter, BATCH_SIZE, trainer, ctx, 1)
+
+        def test_accuracy(net):
+            return d2lzh.evaluate_accuracy(test_iter, net, ctx)
+    else:
+        train_iter, test_iter = data.load_data_fashion_mnist(
+            BATCH_SIZE, ctx=ctx, train_subset=train_subset, test_subset=test_subset, seed=0)
+
+        def one_epoch(net, trainer):   # train one epoch and evaluate, like train_ch5
+            train.train(net, train_iter, test_iter, trainer, ctx, 1, progress=False, verbose=False)
+
+        def test_accuracy(net):
+            return train.evaluate_accuracy(test_iter, net, ctx)
+    net = models.lenet(bn=make_bn(bn_kind))
+    net.initialize(init.Xavier(), ctx=ctx)
+    if hybridize:
+        net.hybridize()
+    trainer = gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': LR})
+    one_epoch(net, trainer)   # warm-up: first-call allocation and operator setup
+    seconds = []
+    for _ in range(epochs):
+        start = time.time()
+        one_epoch(net, trainer)
+        seconds.append(time.time() - start)
+    test_acc = test_accuracy(net)
+    n_train = train_subset or 60000
+    median = statistics.median(seconds)
+    return dict(name=name, seconds=seconds, median=median, examples_per_sec=n_train / median,
+                test_acc=float(test_acc), device=str(ctx),
+                peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+def layer_times(repeats):
+    """Median ms of forward+backward of one BN layer for LeNet's four BN input shapes."""
+    import mxnet as mx
+    from mxnet import autograd, nd
+    from d2l_utils.batch_norm import batch_norm
+    functions = {'scratch batch_norm': batch_norm}
+    try:
+        from d2l_utils.fast_batch_norm import fast_batch_norm
+        functions['fast_batch_norm'] = fast_batch_norm
+    except ImportError:
+        pass
+
+    def nd_batch_norm(X, gamma, beta, mm, mv, eps, momentum):
+        shape = (-1,)
+        return (nd.BatchNorm(X, gamma.reshape(shape), beta.reshape(shape), mm.reshape(shape),
+                             mv.reshape(shape), eps=eps, momentum=momentum, fix_gamma=False),)
+    functions['nd.BatchNorm'] = nd_batch_norm
+    rows = []
+    for shape in ((256, 6, 24, 24), (256, 16, 8, 8), (256, 120), (256, 84)):
+        stat_shape = (1, shape[1]) + (1,) * (len(shape) - 2)
+        X = nd.random.normal(shape=shape)
+        row = {'shape': shape}
+        for label, fn in functions.items():
+            gamma, beta = nd.ones(stat_shape), nd.zeros(stat_shape)
+            for p in (X, gamma, beta):
+                p.attach_grad()
+            times = []
+            for i in range(repeats + 1):
+                start = time.time()
+                with autograd.record():
+                    Y = fn(X, gamma, beta, nd.zeros(stat_shape), nd.ones(stat_shape), 1e-5, 0.9)[0]
+                Y.backward()
+                mx.nd.waitall()
+                if i:   # the first call is a warm-up
+                    times.append((time.time() - start) * 1000)
+            row[label] = statistics.median(times)
+        rows.append(row)
+    return rows
+
+
+def write_markdown(path, results, layers, args):
+    import mxnet as mx
+    import numpy as np
+    by_name = {r['name']: r for r in results}
+
+    def ratio(a, b):
+        return by_name[a]['median'] / by_name[b]['median'] if a in by_name and b in by_name else None
+    lines = ['# Benchmark: LeNet + batch normalization on Fashion-MNIST', '',
+             'Made by `%s` on %s.' % (shlex.join(['python', 'benchmarks/bench_epoch.py'] + args),
+                                     datetime.date.today()),
+             '', 'Machine: %s, %d cores, %s; Python %s, mxnet %s, numpy %s; device %s.' % (
+                 platform.machine(), os.cpu_count(), platform.platform(), platform.python_version(),
+                 mx.__version__, np.__version__, results[0]['device'] if results else '?'), '',
+             '## Seconds per epoch (train on %s images + evaluate on %s)' % (
+                 args_value(args, '--train-subset') or '60,000', args_value(args, '--test-subset') or '10,000'),
+             '', '| configuration | s/epoch (median) | examples/s | test acc | peak memory (MB) |',
+             '| --- | ---: | ---: | ---: | ---: |']
+    for r in results:
+        lines.append('| %s | %.1f | %.0f | %.3f | %.0f |' % (
+            r['name'], r['median'], r['examples_per_sec'], r['test_acc'], r['peak_mb']))
+    lines += ['', 'Ratios of seconds per epoch (above 1: the first takes longer):', '']
+    for a, b in (('book path, nn.BatchNorm', 'd2l_utils, nn.BatchNorm'),
+                 ('book path, book scratch BN', 'd2l_utils, scratch BatchNorm'),
+                 ('d2l_utils, FastBatchNorm', 'd2l_utils, nn.BatchNorm'),
+                 ('d2l_utils, scratch BatchNorm', 'd2l_utils, nn.BatchNorm'),
+                 ('d2l_utils, nn.BatchNorm, hybridized', 'd2l_utils, nn.BatchNorm')):
+        value = ratio(a, b)
+        if value is not None:
+            lines.append('- %s / %s: %.2fx' % (a, b, value))
+    if layers:
+        labels = [k for k in layers[0] if k != 'shape']
+        lines += ['', '## One BN layer, forward + backward (ms, median)', '',
+                  '| input shape | ' + ' | '.join(labels) + ' |',
+                  '| --- |' + ' ---: |' * len(labels)]
+        for row in layers:
+            lines.append('| %s | %s |' % ('x'.join(map(str, row['shape'])),
+                                          ' | '.join('%.2f' % row[k] for k in labels)))
+    with open(path, 'w') as f:
+        f.write('\n'.join(lines) + '\n')
+
+
+def args_value(args, flag):
+    return args[args.index(flag) + 1] if flag in args else None
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--epochs', type=int, default=2, help='timed epochs per configuration')
+    parser.add_argument('--train-subset', type=int, default=None)
+    parser.add_argument('--test-subset', type=int, default=None)
+    parser.add_argument('--configs', nargs='*', default=list(CONFIGS), help='which ones (names)')
+    parser.add_argument('--layer-repeats', type=int, default=10)
+    parser.add_argument('--out', default=os.path.join(os.path.dirname(__file__), 'RESULTS.md'))
+    parser.add_argument('--child', help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(run_config(args.child, args.epochs, args.train_subset, args.test_subset)))
+        return 0
+    results = []
+    for name in args.configs:
+        if name not in CONFIGS:
+            parser.error('unknown configuration %r; choose from %s' % (name, list(CONFIGS)))
+        cmd = [sys.executable, __file__, '--child', name, '--epochs', str(args.epochs)]
+        for flag, value in (('--train-subset', args.train_subset), ('--test-subset', args.test_subset)):
+            if value:
+                cmd += [flag, str(value)]
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        if out.returncode != 0:
+            print('%s failed:\n%s' % (name, out.stderr[-2000:]), file=sys.stderr)
+            return 1
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+        results.append(result)
+        print('%-40s %6.1f s/epoch  test acc %.3f  peak %4.0f MB'
+              % (name, result['median'], result['test_acc'], result['peak_mb']), flush=True)
+    layers = layer_times(args.layer_repeats) if args.layer_repeats else []
+    write_markdown(args.out, results, layers, sys.argv[1:] if argv is None else argv)
+    print('written', args.out)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
