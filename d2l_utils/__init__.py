@@ -2,13 +2,24 @@
 
 Names follow the course's ``d2lzh`` package (``load_data_fashion_mnist``, ``try_gpu``,
 ``evaluate_accuracy``, ``train_ch5``, ...), so every call maps to the book.
+Modules: ``data`` (Fashion-MNIST in memory), ``fashion_mnist_files`` (finding and verifying
+the files), ``device``, ``train``, ``plot``, ``batch_norm`` (the scratch code the notebooks
+teach), ``models`` (LeNet variants), ``report`` (``python -m d2l_utils``).
 """
 from ._versions import check_environment
 
 check_environment()   # before mxnet is imported: a clear message instead of np.bool's traceback
 
+# noqa: E402 below: these imports must come after the environment check
+from .batch_norm import BatchNorm, batch_norm  # noqa: E402
 from .data import ArrayDataIter, get_fashion_mnist_labels, load_data_fashion_mnist  # noqa: E402
+from .device import try_all_gpus, try_gpu  # noqa: E402
 from .fashion_mnist_files import (CorruptFileError, DataUnavailableError,  # noqa: E402
                                   ENV_VAR as FASHION_MNIST_ENV_VAR)
+from .models import lenet  # noqa: E402
+from .plot import (plot_history, set_figsize, show_fashion_mnist, show_images,  # noqa: E402
+                   use_svg_display)
+from .train import (History, NonFiniteLossError, evaluate_accuracy, set_seed, train,  # noqa: E402
+                    train_ch5)
 
 __version__ = '0.1.0'

@@ -48,5 +48,5 @@ def check_environment(python_version=None, numpy_version=None):
                         'which numpy 1.24 removed).' % numpy_version)
     if problems:
         raise UnsupportedEnvironmentError(
-            'd2l_utils cannot run in this environment:\n  - ' + '\n  - '.join(problems)
+            'd2l_utils cannot run in this environment (%s):\n  - ' % sys.executable + '\n  - '.join(problems)
             + '\n' + FIX)

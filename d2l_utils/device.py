@@ -1,0 +1,248 @@
+"""Choose the device to train on: a GPU only if MXNet can really run a kernel on it.
+
+``try_gpu`` and ``try_all_gpus`` keep the book's names and return types. The book checks a GPU
+with ``nd.array([0], ctx=mx.gpu())``, which only copies memory: it passes on a GPU this MXNet
+build has no kernels for (MXNet 1.9.1's CUDA 11.7 wheels carry machine code for compute
+capability 5.0-8.6, which also runs on 8.9, and no PTX, so nothing runs on Hopper 9.0 and
+newer), and training then crashes at its first operator. Here a GPU counts only if a small
+elementwise kernel runs on it and returns the right numbers. The probe runs once per GPU per
+process; when the answer is "use the CPU" the reason is reported once, as a
+``NoUsableGPUWarning``.
+"""
+import collections
+import os
+import shutil
+import subprocess
+import warnings
+
+import numpy as np
+import mxnet as mx
+from mxnet import nd
+
+README_HINT = "see README 'GPUs'"
+SUPPORTED_COMPUTE_CAPABILITY = '5.0-8.9'   # 8.6 machine code runs on 8.9 (same major version)
+
+# Probe input and expected output: (x + 1) * 2 on a tiny array
+_PROBE_INPUT = (1.0, 2.0, 3.0)
+_PROBE_EXPECTED = np.array([4.0, 6.0, 8.0], dtype=np.float32)
+
+
+class NoUsableGPUWarning(UserWarning):
+    """A requested GPU cannot be used, so the CPU (or fewer GPUs) will be used instead."""
+
+
+GpuStatus = collections.namedtuple('GpuStatus', ['index', 'usable', 'reason'])
+GpuStatus.__doc__ = """One GPU as MXNet sees it.
+
+index: MXNet's device number (``mx.gpu(index)``); usable: True if a test kernel ran on it and
+returned the right values; reason: why it is (not) usable, one line.
+"""
+
+# Per-process caches, cleared by reset_gpu_cache()
+_count = None        # (number of GPUs MXNet sees, reason when it is 0 or None)
+_status = {}         # GPU index -> GpuStatus
+_reported = set()    # fallback messages already shown
+_features = None     # mx.runtime.Features(), read once
+
+
+def build_features(names=('CUDA', 'CUDNN', 'NCCL', 'MKLDNN')):
+    """Which optional parts this MXNet build was compiled with, e.g. {'CUDA': False, ...}.
+
+    The plain ``mxnet`` wheel has no CUDA; ``mxnet-cu117`` has CUDA, cuDNN and NCCL.
+    """
+    global _features
+    if _features is None:
+        _features = mx.runtime.Features()
+    return {name: bool(_features.is_enabled(name)) for name in names}
+
+
+def _first_line(err, limit=300):
+    """The first non-empty line of an exception's message, shortened to ``limit`` characters.
+
+    MXNet errors are followed by a C++ stack trace that means nothing to a learner.
+    """
+    for line in str(err).splitlines():
+        line = line.strip()
+        if line:
+            return line if len(line) <= limit else line[:limit - 3] + '...'
+    return type(err).__name__
+
+
+def _count_gpus():
+    """(number of GPUs MXNet sees, reason when that number is 0, else None); cached."""
+    global _count
+    if _count is None:
+        try:
+            n = int(mx.context.num_gpus())
+        except Exception as err:   # a CUDA build raises MXNetError when the driver is missing/old
+            _count = (0, 'no GPU visible to MXNet: counting GPUs failed with "%s". Check the '
+                         'NVIDIA driver with nvidia-smi (CUDA 11.7 needs driver 515 or newer); '
+                         '%s' % (_first_line(err), README_HINT))
+        else:
+            if n > 0:
+                _count = (n, None)
+            elif not build_features(('CUDA',))['CUDA']:
+                _count = (0, 'no GPU visible to MXNet (this mxnet build has no CUDA; for a GPU, '
+                             'install mxnet-cu117 instead of mxnet, %s)' % README_HINT)
+            else:
+                _count = (0, 'no GPU visible to MXNet (this mxnet build has CUDA, but CUDA '
+                             'reports no device: check nvidia-smi and CUDA_VISIBLE_DEVICES)')
+    return _count
+
+
+def num_gpus():
+    """How many GPUs MXNet sees (0 on a CPU-only build or when CUDA cannot be queried)."""
+    return _count_gpus()[0]
+
+
+def no_gpu_reason():
+    """Why MXNet sees no GPU at all (one line), or None if it sees at least one."""
+    return _count_gpus()[1]
+
+
+def _run_test_kernel(ctx):
+    """Run (x + 1) * 2 on ``ctx`` and return the result as numpy, shape (3,).
+
+    ``asnumpy`` waits for the kernel, so a missing kernel image raises here and not later in
+    the learner's training loop.
+    """
+    x = nd.array(_PROBE_INPUT, ctx=ctx)
+    return ((x + 1) * 2).asnumpy()
+
+
+def nvidia_smi_gpus(timeout=10):
+    """GPUs as the NVIDIA driver lists them: (list of (name, compute capability), problem).
+
+    Each entry is e.g. ``('NVIDIA H100 80GB HBM3', '9.0')``; the capability is '' if the driver
+    is too old to report it. ``problem`` is None, or one line saying why the list is empty
+    (nvidia-smi missing, timed out or failed). The order is nvidia-smi's, which need not be
+    MXNet's (CUDA_VISIBLE_DEVICES and CUDA_DEVICE_ORDER change CUDA's numbering).
+    """
+    exe = shutil.which('nvidia-smi')
+    if exe is None:
+        return [], 'nvidia-smi not found on PATH'
+    # drivers older than 510 do not know the compute_cap field: ask again for names only
+    for fields in ('name,compute_cap', 'name'):
+        try:
+            out = subprocess.run([exe, '--query-gpu=' + fields, '--format=csv,noheader'],
+                                 capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return [], 'nvidia-smi did not answer within %d s' % timeout
+        except OSError as err:
+            return [], 'nvidia-smi could not be run: %s' % err
+        if out.returncode == 0:
+            gpus = []
+            for line in out.stdout.splitlines():
+                if line.strip():
+                    parts = [p.strip() for p in line.split(',')]
+                    gpus.append((parts[0], parts[1] if len(parts) > 1 else ''))
+            return gpus, None
+    problem = _first_line(out.stderr or out.stdout or 'no output')
+    return [], 'nvidia-smi exited with status %d: %s' % (out.returncode, problem)
+
+
+def _gpu_label(index, count):
+    """' (name, compute capability X)' for MXNet's GPU ``index`` when that is certain, else ''.
+
+    nvidia-smi numbers GPUs by PCI bus; CUDA (and so MXNet) by default fastest first, and
+    CUDA_VISIBLE_DEVICES renumbers them. The name is given only when the two cannot disagree.
+    """
+    gpus, _ = nvidia_smi_gpus()
+    if os.environ.get('CUDA_VISIBLE_DEVICES') is not None or len(gpus) != count:
+        return ''
+    if len(set(gpus)) > 1 and os.environ.get('CUDA_DEVICE_ORDER') != 'PCI_BUS_ID':
+        return ''
+    name, capability = gpus[index]
+    return ' (%s, compute capability %s)' % (name, capability) if capability else ' (%s)' % name
+
+
+def _probe(index):
+    """GpuStatus of MXNet's GPU ``index`` (which must exist); cached per process."""
+    if index not in _status:
+        try:
+            result = _run_test_kernel(mx.gpu(index))
+        except Exception as err:   # MXNetError for a missing kernel; anything from a broken runtime
+            # MXNet also keeps an operator's error for the next nd.waitall(); take it now so it
+            # cannot resurface later in the learner's CPU training
+            try:
+                nd.waitall()
+            except Exception:
+                pass
+            reason = ('GPU %d%s is visible but MXNet cannot run a kernel on it: %s. MXNet 1.9.1 '
+                      'GPU wheels support compute capability %s; %s'
+                      % (index, _gpu_label(index, num_gpus()), _first_line(err),
+                         SUPPORTED_COMPUTE_CAPABILITY, README_HINT))
+            _status[index] = GpuStatus(index, False, reason)
+        else:
+            if np.array_equal(np.asarray(result), _PROBE_EXPECTED):
+                _status[index] = GpuStatus(index, True, 'a test kernel ran and returned the '
+                                                        'right values')
+            else:
+                _status[index] = GpuStatus(
+                    index, False, 'GPU %d%s ran a test kernel but returned %s instead of %s; '
+                    '%s' % (index, _gpu_label(index, num_gpus()), np.asarray(result).tolist(),
+                            _PROBE_EXPECTED.tolist(), README_HINT))
+    return _status[index]
+
+
+def gpu_status():
+    """A GpuStatus (index, usable, reason) for every GPU MXNet sees; [] if it sees none.
+
+    Probes each GPU once per process; emits no warning (``no_gpu_reason`` says why the list
+    is empty).
+    """
+    return [_probe(i) for i in range(num_gpus())]
+
+
+def _report_once(message):
+    if message not in _reported:
+        _reported.add(message)
+        # stacklevel 3: the warning points at the learner's try_gpu()/try_all_gpus() call
+        warnings.warn(message, NoUsableGPUWarning, stacklevel=3)
+
+
+def try_gpu(i=0):
+    """Return ``mx.gpu(i)`` if MXNet can run a kernel on GPU i, else ``mx.cpu()``.
+
+    Like the book's ``try_gpu``, but a GPU that only accepts memory copies does not count.
+    When it returns the CPU it says why, once per process (a NoUsableGPUWarning).
+    """
+    count, reason = _count_gpus()
+    if count == 0:
+        _report_once('Using the CPU: ' + reason + '.')
+        return mx.cpu()
+    if not 0 <= i < count:
+        _report_once('Using the CPU: GPU %d was asked for, but MXNet sees %d GPU(s), numbered '
+                     '0 to %d.' % (i, count, count - 1))
+        return mx.cpu()
+    status = _probe(i)
+    if status.usable:
+        return mx.gpu(i)
+    _report_once('Using the CPU: ' + status.reason + '.')
+    return mx.cpu()
+
+
+def try_all_gpus():
+    """Return ``[mx.gpu(i), ...]`` for every GPU MXNet can run a kernel on, else ``[mx.cpu()]``.
+
+    GPUs that fail the test kernel are left out, and said so once per process.
+    """
+    count, reason = _count_gpus()
+    if count == 0:
+        _report_once('Using the CPU: ' + reason + '.')
+        return [mx.cpu()]
+    statuses = gpu_status()
+    usable = [mx.gpu(s.index) for s in statuses if s.usable]
+    for s in statuses:
+        if not s.usable:
+            _report_once(('Leaving out GPU %d: ' % s.index if usable else 'Using the CPU: ')
+                         + s.reason + '.')
+    return usable or [mx.cpu()]
+
+
+def reset_gpu_cache():
+    """Forget the probe results and which messages were shown (for tests)."""
+    global _count, _features
+    _count, _features = None, None
+    _status.clear()
+    _reported.clear()

@@ -1,0 +1,170 @@
+"""Plots with the book's names, working on current IPython, plus training curves.
+
+``d2lzh.use_svg_display`` calls ``IPython.display.set_matplotlib_formats``, which IPython 9
+removed; its replacement lives in ``matplotlib_inline.backend_inline``.
+"""
+import sys
+
+import numpy as np
+from matplotlib import pyplot as plt
+from matplotlib.ticker import MaxNLocator
+
+# metric key -> (legend text, which panel it goes on)
+METRICS = {
+    'train_loss': ('train loss', 'loss'),
+    'train_acc': ('train acc', 'accuracy'),
+    'test_acc': ('test acc', 'accuracy'),
+    'seconds': ('seconds per epoch', 'seconds'),
+    'examples_per_sec': ('training speed', 'speed'),
+}
+# panel -> y-axis label (with units)
+PANEL_YLABELS = {
+    'loss': 'loss (mean per example)',
+    'accuracy': 'accuracy (fraction correct)',
+    'seconds': 'time per epoch (s)',
+    'speed': 'training speed (examples/s)',
+}
+_LINESTYLES = ('-', '--', ':', '-.')
+
+
+def use_svg_display():
+    """Show plots in Jupyter as SVG (sharp at any zoom), as the book does.
+
+    Works on IPython 9 (``matplotlib_inline``) and older IPython (``IPython.display``);
+    outside IPython (a script, pytest) it does nothing.
+    """
+    # Not imported by anyone means not running under IPython; importing it here would be slow
+    if 'IPython' not in sys.modules:
+        return
+    from IPython import get_ipython
+    if get_ipython() is None:   # IPython installed and imported, but this is a plain Python
+        return
+    try:
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+    except ImportError:         # IPython < 7.23 has no matplotlib_inline
+        from IPython.display import set_matplotlib_formats
+    set_matplotlib_formats('svg')
+
+
+def set_figsize(figsize=(3.5, 2.5)):
+    """Use SVG display and set the default figure size (width, height) in inches."""
+    use_svg_display()
+    plt.rcParams['figure.figsize'] = figsize
+
+
+def _images_as_numpy(imgs):
+    """Images as a numpy array (N, H, W), from NDArray/numpy/list of shape (N, H, W),
+    (N, 1, H, W) (channels first, as batches are) or (N, H, W, 1) (as Gluon datasets give)."""
+    if isinstance(imgs, (list, tuple)):
+        imgs = [img.asnumpy() if hasattr(img, 'asnumpy') else np.asarray(img) for img in imgs]
+        arr = np.stack(imgs) if imgs else np.zeros((0, 0, 0))
+    else:
+        arr = imgs.asnumpy() if hasattr(imgs, 'asnumpy') else np.asarray(imgs)
+    if arr.ndim == 4 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    elif arr.ndim == 4 and arr.shape[3] == 1:
+        arr = arr[..., 0]
+    if arr.ndim != 3:
+        raise ValueError(
+            'show_images expects grayscale images of shape (N, H, W), (N, 1, H, W) or '
+            '(N, H, W, 1); got shape %s. For one image add a batch axis (img[None]); for '
+            'flattened images (N, 784) reshape to (N, 28, 28).' % (arr.shape,))
+    return arr
+
+
+def show_images(imgs, num_rows, num_cols, titles=None, scale=1.5):
+    """Plot grayscale images in a num_rows x num_cols grid; return the axes, flattened.
+
+    imgs: NDArray or numpy array (N, H, W), (N, 1, H, W) or (N, H, W, 1), e.g. a
+    Fashion-MNIST batch (N, 1, 28, 28); the first num_rows * num_cols are shown.
+    titles: optional list of N strings. scale: inches per image.
+    Returns a numpy array of num_rows * num_cols Axes (unused ones are blank). In a notebook end
+    the call with ';' to hide the returned value.
+    """
+    arr = _images_as_numpy(imgs)
+    use_svg_display()
+    _, axes = plt.subplots(num_rows, num_cols, figsize=(num_cols * scale, num_rows * scale),
+                           squeeze=False)
+    axes = axes.flatten()
+    for i, ax in enumerate(axes):
+        ax.axis('off')    # also blanks the cells beyond the last image
+        if i < len(arr):
+            ax.imshow(arr[i], cmap='gray')
+            if titles is not None and i < len(titles):
+                ax.set_title(str(titles[i]))
+    return axes
+
+
+def show_fashion_mnist(images, labels):
+    """Plot Fashion-MNIST images in one row with their text labels, like the book.
+
+    images: N images, (N, 28, 28), (N, 1, 28, 28) or (N, 28, 28, 1), NDArray or numpy;
+    labels: N strings, e.g. from ``get_fashion_mnist_labels(y)``.
+    """
+    n = len(images)
+    # the book's row is 12 inches wide; one column per image
+    show_images(images, 1, n, titles=labels, scale=min(12.0 / max(n, 1), 1.5))
+
+
+def _runs(histories):
+    """[(run name, history), ...] from one history, a dict {name: history} or a list."""
+    if hasattr(histories, 'epochs'):
+        histories = [histories]
+    if isinstance(histories, dict):
+        runs = list(histories.items())
+    else:
+        runs = [(getattr(h, 'name', '') or 'run %d' % (i + 1), h) for i, h in enumerate(histories)]
+    for name, h in runs:
+        if not hasattr(h, 'epochs'):
+            raise TypeError('plot_history expects histories returned by train() (objects with '
+                            '.name and .epochs); run %r is a %s' % (name, type(h).__name__))
+        if not h.epochs:
+            raise ValueError('plot_history: run %r has no epochs yet; train it first' % (name,))
+    if not runs:
+        raise ValueError('plot_history got no histories to plot')
+    return runs
+
+
+def plot_history(histories, metrics=('train_loss', 'train_acc', 'test_acc'), title=None):
+    """Training curves of one or several runs, one panel per kind of metric.
+
+    histories: a History from ``train`` (``.name``, ``.epochs`` = list of dicts with 'epoch'
+    and the metrics), a dict {run name: History} or a list of Histories.
+    metrics: keys of the epoch dicts. Losses share one panel, accuracies another; 'seconds'
+    and 'examples_per_sec' get a panel each. Each run has one colour, each metric a line style.
+    Returns the list of Axes, one per panel. In a notebook end the call with ';' to hide it.
+    """
+    runs = _runs(histories)
+    panels = []   # panel names in first-use order
+    for key in metrics:
+        panel = METRICS.get(key, (key, key))[1]
+        if panel not in panels:
+            panels.append(panel)
+    use_svg_display()
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2), squeeze=False)
+    axes = list(axes[0])
+    colors = plt.rcParams['axes.prop_cycle'].by_key()['color']
+    for r, (name, history) in enumerate(runs):
+        epochs = [row['epoch'] for row in history.epochs]
+        for m, key in enumerate(metrics):
+            missing = [row['epoch'] for row in history.epochs if key not in row]
+            if missing:
+                raise KeyError('plot_history: run %r has no %r in epoch %d; its metrics are %s'
+                               % (name, key, missing[0], sorted(history.epochs[0])))
+            label, panel = METRICS.get(key, (key, key))
+            axes[panels.index(panel)].plot(
+                epochs, [row[key] for row in history.epochs],
+                color=colors[r % len(colors)], linestyle=_LINESTYLES[m % len(_LINESTYLES)],
+                marker='o', markersize=3, label='%s: %s' % (name, label) if name else label)
+    for panel, ax in zip(panels, axes):
+        ax.set_xlabel('epoch')
+        ax.set_ylabel(PANEL_YLABELS.get(panel, panel))
+        ax.set_title(panel)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize='small')
+    if title is None:
+        title = 'Training curves' + (': ' + runs[0][0] if len(runs) == 1 and runs[0][0] else '')
+    fig.suptitle(title)
+    fig.tight_layout()
+    return axes

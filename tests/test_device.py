@@ -1,0 +1,174 @@
+"""Device choice: the real CPU path of this machine, and mocked GPUs.
+
+This machine has no GPU and a CPU-only mxnet, so every GPU test below replaces
+``mx.context.num_gpus`` and the probe's kernel run with stand-ins; each says so.
+"""
+import warnings
+
+import numpy as np
+import pytest
+import mxnet as mx
+from mxnet.base import MXNetError
+
+from d2l_utils import device
+
+# What MXNet 1.9.1 raises when its wheel has no machine code for the GPU (e.g. on an H100):
+# the first line of a real report, apache/mxnet issue #21166.
+MISSING_KERNEL = ('[12:00:00] src/operator/tensor/./elemwise_binary_scalar_op.h:264: Check failed: '
+                  'err == cudaSuccess (209 vs. 0) : mxnet_generic_kernel ErrStr:no kernel image is '
+                  'available for execution on the device\nStack trace:\n  [bt] (0) libmxnet.so')
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache():
+    """Each test probes afresh, and no mocked result leaks into other test modules."""
+    device.reset_gpu_cache()
+    yield
+    device.reset_gpu_cache()
+
+
+def fallback_messages(call, times=1):
+    """Run ``call`` ``times`` times; return (last result, texts of NoUsableGPUWarnings)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        for _ in range(times):
+            result = call()
+    return result, [str(w.message) for w in caught if issubclass(w.category,
+                                                                  device.NoUsableGPUWarning)]
+
+
+def fake_gpus(monkeypatch, n, broken=()):
+    """Stand in for ``n`` GPUs, which cannot exist on this machine; those in ``broken`` fail
+    the test kernel the way a GPU without machine code in the wheel does. Returns the list of
+    probed GPU indices, to count probes."""
+    probed = []
+
+    def run_test_kernel(ctx):
+        assert ctx.device_type == 'gpu'
+        probed.append(ctx.device_id)
+        if ctx.device_id in broken:
+            raise MXNetError(MISSING_KERNEL)
+        return np.array([4.0, 6.0, 8.0], dtype=np.float32)
+
+    monkeypatch.setattr(mx.context, 'num_gpus', lambda: n)
+    monkeypatch.setattr(device, '_run_test_kernel', run_test_kernel)
+    monkeypatch.setattr(device, 'nvidia_smi_gpus', lambda timeout=10: ([], 'stand-in'))
+    return probed
+
+
+def test_probe_kernel_computes_the_expected_values_on_a_real_device():
+    """The probe itself, run for real on the CPU: (x + 1) * 2 of [1, 2, 3]."""
+    np.testing.assert_array_equal(device._run_test_kernel(mx.cpu()), [4.0, 6.0, 8.0])
+
+
+@pytest.mark.skipif(device.build_features(('CUDA',))['CUDA'],
+                    reason='this mxnet build has CUDA; the CPU-only path needs the plain wheel')
+def test_cpu_only_mxnet_falls_back_to_cpu_and_says_why_exactly_once():
+    def calls():
+        return device.try_gpu(), device.try_gpu(0), device.try_all_gpus()
+
+    (one, again, every), messages = fallback_messages(calls, times=3)
+    assert one == again == mx.cpu()
+    assert every == [mx.cpu()]
+    assert len(messages) == 1, messages
+    assert 'no GPU visible to MXNet (this mxnet build has no CUDA' in messages[0]
+    assert device.gpu_status() == []
+    assert 'no CUDA' in device.no_gpu_reason()
+
+
+def test_usable_gpu_is_returned_without_a_message(monkeypatch):
+    """A GPU that runs the test kernel (a stand-in: no GPU can exist on this machine)."""
+    fake_gpus(monkeypatch, 1)
+    ctx, messages = fallback_messages(device.try_gpu)
+    assert ctx == mx.gpu(0)
+    assert messages == []
+    [status] = device.gpu_status()
+    assert (status.index, status.usable) == (0, True)
+
+
+def test_gpu_without_kernels_falls_back_to_cpu_with_the_reason(monkeypatch):
+    """A GPU that accepts memory but fails the test kernel, like an H100 under MXNet 1.9.1
+    (a stand-in: no GPU can exist on this machine)."""
+    fake_gpus(monkeypatch, 1, broken={0})
+    ctx, messages = fallback_messages(device.try_gpu, times=2)
+    assert ctx == mx.cpu()
+    assert len(messages) == 1, messages
+    message = messages[0]
+    assert 'GPU 0 is visible but MXNet cannot run a kernel on it' in message
+    assert 'no kernel image is available for execution on the device' in message
+    assert 'Stack trace' not in message            # only the first line of MXNet's error
+    assert 'compute capability 5.0-8.9' in message and "README 'GPUs'" in message
+    [status] = device.gpu_status()
+    assert (status.index, status.usable) == (0, False)
+    assert 'no kernel image' in status.reason
+
+
+def test_unusable_gpu_is_named_when_nvidia_smi_identifies_it(monkeypatch):
+    """Stand-ins for one H100 and its nvidia-smi line (neither exists on this machine)."""
+    fake_gpus(monkeypatch, 1, broken={0})
+    monkeypatch.delenv('CUDA_VISIBLE_DEVICES', raising=False)
+    monkeypatch.setattr(device, 'nvidia_smi_gpus',
+                        lambda timeout=10: ([('NVIDIA H100 80GB HBM3', '9.0')], None))
+    _, [message] = fallback_messages(device.try_gpu)
+    assert 'GPU 0 (NVIDIA H100 80GB HBM3, compute capability 9.0) is visible' in message
+
+
+def test_try_all_gpus_lists_only_usable_gpus(monkeypatch):
+    """Three stand-in GPUs, the middle one without kernels (none can exist on this machine)."""
+    fake_gpus(monkeypatch, 3, broken={1})
+    ctxs, messages = fallback_messages(device.try_all_gpus)
+    assert ctxs == [mx.gpu(0), mx.gpu(2)]
+    assert len(messages) == 1 and messages[0].startswith('Leaving out GPU 1:')
+    assert [(s.index, s.usable) for s in device.gpu_status()] == [(0, True), (1, False),
+                                                                  (2, True)]
+
+
+def test_try_all_gpus_returns_the_cpu_when_no_gpu_runs_a_kernel(monkeypatch):
+    """Two stand-in GPUs, both without kernels (neither can exist on this machine)."""
+    fake_gpus(monkeypatch, 2, broken={0, 1})
+    ctxs, messages = fallback_messages(device.try_all_gpus)
+    assert ctxs == [mx.cpu()]
+    assert [m.split(':')[0] for m in messages] == ['Using the CPU', 'Using the CPU']
+
+
+def test_each_gpu_is_probed_once_per_process(monkeypatch):
+    """Stand-in GPUs (none can exist on this machine): repeated calls reuse the probe."""
+    probed = fake_gpus(monkeypatch, 2)
+    for _ in range(3):
+        device.try_gpu(0)
+        device.try_all_gpus()
+        device.gpu_status()
+    assert sorted(probed) == [0, 1]
+    device.reset_gpu_cache()
+    device.try_gpu(0)
+    assert sorted(probed) == [0, 0, 1]
+
+
+def test_gpu_number_beyond_the_count_falls_back_to_cpu(monkeypatch):
+    """One stand-in GPU (it cannot exist on this machine); GPU 1 was asked for."""
+    fake_gpus(monkeypatch, 1)
+    ctx, [message] = fallback_messages(lambda: device.try_gpu(1))
+    assert ctx == mx.cpu()
+    assert 'GPU 1 was asked for, but MXNet sees 1 GPU(s)' in message
+
+
+def test_failure_to_count_gpus_is_reported_not_raised(monkeypatch):
+    """Stand-in for a CUDA build whose driver is too old (no such build on this machine)."""
+    def num_gpus():
+        raise MXNetError('[12:00:00] src/base.cc:79: CUDA: CUDA driver version is insufficient '
+                         'for CUDA runtime version\nStack trace: ...')
+
+    monkeypatch.setattr(mx.context, 'num_gpus', num_gpus)
+    ctx, [message] = fallback_messages(device.try_gpu)
+    assert ctx == mx.cpu()
+    assert 'counting GPUs failed' in message and 'driver version is insufficient' in message
+    assert device.gpu_status() == []
+
+
+def test_gpu_returning_wrong_numbers_is_not_usable(monkeypatch):
+    """A stand-in GPU whose kernel runs but computes garbage (none can exist on this machine)."""
+    fake_gpus(monkeypatch, 1)
+    monkeypatch.setattr(device, '_run_test_kernel', lambda ctx: np.zeros(3, dtype=np.float32))
+    ctx, [message] = fallback_messages(device.try_gpu)
+    assert ctx == mx.cpu()
+    assert 'returned [0.0, 0.0, 0.0] instead of [4.0, 6.0, 8.0]' in message

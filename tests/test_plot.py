@@ -1,0 +1,154 @@
+"""Plot helpers, drawn with the Agg backend (no display needed)."""
+import matplotlib
+matplotlib.use('Agg')
+
+import numpy as np   # noqa: E402
+import pytest   # noqa: E402
+from matplotlib import pyplot as plt   # noqa: E402
+from mxnet import nd   # noqa: E402
+
+from d2l_utils import plot   # noqa: E402
+
+
+class FakeHistory:
+    """Duck-typed like train.History: ``.name`` and ``.epochs`` (list of per-epoch dicts)."""
+
+    def __init__(self, name, losses, train_accs, test_accs):
+        self.name = name
+        self.epochs = [
+            {'epoch': i + 1, 'train_loss': loss, 'train_acc': tr, 'test_acc': te,
+             'seconds': 2.0 + i, 'examples_per_sec': 1000.0 * (i + 1)}
+            for i, (loss, tr, te) in enumerate(zip(losses, train_accs, test_accs))]
+
+    def column(self, key):
+        return [row[key] for row in self.epochs]
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close('all')
+
+
+def lines_by_label(ax):
+    return {line.get_label(): line for line in ax.get_lines()}
+
+
+def test_plot_history_draws_each_metric_of_one_run_with_labels():
+    history = FakeHistory('BN from scratch', [1.2, 0.6, 0.4], [0.55, 0.78, 0.84],
+                          [0.60, 0.80, 0.83])
+    loss_ax, acc_ax = plot.plot_history(history)
+
+    loss_line = lines_by_label(loss_ax)['BN from scratch: train loss']
+    assert list(loss_line.get_xdata()) == [1, 2, 3]
+    assert list(loss_line.get_ydata()) == history.column('train_loss')
+    acc_lines = lines_by_label(acc_ax)
+    assert list(acc_lines['BN from scratch: train acc'].get_ydata()) == history.column('train_acc')
+    assert list(acc_lines['BN from scratch: test acc'].get_ydata()) == history.column('test_acc')
+
+    for ax in (loss_ax, acc_ax):
+        assert ax.get_xlabel() == 'epoch'
+        assert ax.get_legend() is not None
+    assert loss_ax.get_ylabel() == 'loss (mean per example)'
+    assert acc_ax.get_ylabel() == 'accuracy (fraction correct)'
+    assert loss_ax.figure._suptitle.get_text() == 'Training curves: BN from scratch'
+
+
+def test_plot_history_puts_several_runs_on_one_figure_with_run_names():
+    runs = {'no BN': FakeHistory('', [2.3, 1.9], [0.10, 0.30], [0.10, 0.35]),
+            'Gluon BN': FakeHistory('', [1.0, 0.5], [0.60, 0.80], [0.65, 0.82])}
+    axes = plot.plot_history(runs, metrics=('train_loss', 'test_acc'), title='BN vs none')
+
+    assert len(axes) == 2 and axes[0].figure is axes[1].figure
+    assert axes[0].figure._suptitle.get_text() == 'BN vs none'
+    legend = [t.get_text() for t in axes[1].get_legend().get_texts()]
+    assert legend == ['no BN: test acc', 'Gluon BN: test acc']
+    lines = lines_by_label(axes[1])
+    assert list(lines['no BN: test acc'].get_ydata()) == [0.10, 0.35]
+    assert list(lines['Gluon BN: test acc'].get_ydata()) == [0.65, 0.82]
+    # each run keeps one colour across panels
+    assert (lines_by_label(axes[0])['Gluon BN: train loss'].get_color()
+            == lines['Gluon BN: test acc'].get_color())
+
+
+def test_plot_history_takes_a_list_and_names_runs_by_their_name():
+    runs = [FakeHistory('lr 0.1', [1.0], [0.5], [0.5]), FakeHistory('lr 1.0', [0.8], [0.6], [0.6])]
+    [acc_ax] = plot.plot_history(runs, metrics=('test_acc',))
+    assert sorted(lines_by_label(acc_ax)) == ['lr 0.1: test acc', 'lr 1.0: test acc']
+
+
+def test_plot_history_gives_timing_its_own_panel_with_units():
+    axes = plot.plot_history(FakeHistory('a', [1.0, 0.5], [0.5, 0.7], [0.5, 0.7]),
+                             metrics=('test_acc', 'seconds', 'examples_per_sec'))
+    assert [ax.get_ylabel() for ax in axes] == ['accuracy (fraction correct)',
+                                                'time per epoch (s)',
+                                                'training speed (examples/s)']
+
+
+def test_plot_history_names_a_missing_metric_and_the_available_ones():
+    with pytest.raises(KeyError, match="no 'val_acc' in epoch 1; its metrics are"):
+        plot.plot_history(FakeHistory('a', [1.0], [0.5], [0.5]), metrics=('val_acc',))
+
+
+def test_plot_history_rejects_a_run_without_epochs():
+    with pytest.raises(ValueError, match="run 'empty' has no epochs yet"):
+        plot.plot_history(FakeHistory('empty', [], [], []))
+
+
+@pytest.mark.parametrize('shape', [(5, 28, 28), (5, 1, 28, 28), (5, 28, 28, 1), (5, 20, 12)])
+def test_show_images_accepts_the_usual_image_layouts(shape):
+    imgs = np.random.RandomState(0).rand(*shape).astype(np.float32)
+    axes = plot.show_images(nd.array(imgs), 2, 3, titles=list('abcde'))
+    assert len(axes) == 6
+    shown = axes[0].get_images()[0]
+    np.testing.assert_allclose(shown.get_array(), np.squeeze(imgs[0]))
+    assert shown.get_cmap().name == 'gray'
+    assert [ax.get_title() for ax in axes] == ['a', 'b', 'c', 'd', 'e', '']
+    assert axes[5].get_images() == []
+
+
+def test_show_images_explains_an_unsupported_shape():
+    with pytest.raises(ValueError, match=r'got shape \(28, 28\). For one image add a batch axis'):
+        plot.show_images(np.zeros((28, 28)), 1, 1)
+
+
+def test_show_fashion_mnist_titles_each_image_with_its_label():
+    imgs = nd.zeros((3, 1, 28, 28))
+    plot.show_fashion_mnist(imgs, ['t-shirt', 'trouser', 'bag'])
+    axes = plt.gcf().axes
+    assert [ax.get_title() for ax in axes] == ['t-shirt', 'trouser', 'bag']
+
+
+def test_use_svg_display_is_a_no_op_outside_ipython():
+    plot.use_svg_display()
+    plot.set_figsize((4, 3))
+    assert tuple(plt.rcParams['figure.figsize']) == (4.0, 3.0)
+
+
+def test_use_svg_display_does_not_start_an_ipython_shell_in_plain_python():
+    """Importing IPython (d2lzh does) is not running under it: no shell may be created."""
+    from IPython.core.interactiveshell import InteractiveShell
+    if InteractiveShell.initialized():
+        pytest.skip('an IPython shell already exists in this process')
+    plot.use_svg_display()
+    assert not InteractiveShell.initialized()
+
+
+def test_use_svg_display_registers_svg_output_in_a_real_ipython_shell(tmp_path, monkeypatch):
+    """The IPython 9 path, on a real (non-kernel) IPython shell created for the test; its
+    profile and history go to a temporary folder, not the user's ~/.ipython."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from matplotlib.figure import Figure
+    from traitlets.config import Config
+    if InteractiveShell.initialized():
+        pytest.skip('an IPython shell already exists in this process')
+    monkeypatch.setenv('IPYTHONDIR', str(tmp_path))
+    config = Config()
+    config.HistoryManager.enabled = False
+    shell = InteractiveShell.instance(config=config)
+    try:
+        plot.use_svg_display()
+        svg = shell.display_formatter.formatters['image/svg+xml']
+        assert Figure in svg.type_printers
+    finally:
+        InteractiveShell.clear_instance()

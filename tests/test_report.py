@@ -1,0 +1,99 @@
+"""The environment report (``python -m d2l_utils``)."""
+import os
+import platform
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+import mxnet as mx
+import numpy as np
+
+from d2l_utils import device, fashion_mnist_files as files
+from d2l_utils.report import environment_report
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def fresh_gpu_cache():
+    device.reset_gpu_cache()
+    yield
+    device.reset_gpu_cache()
+
+
+@pytest.mark.skipif(not os.path.isfile(os.path.join(files.DEBIAN_DIR,
+                                                    'train-labels-idx1-ubyte.gz')),
+                    reason='needs Debian\'s dataset-fashion-mnist package')
+def test_python_m_d2l_utils_reports_versions_and_the_debian_data_folder(tmp_path):
+    env = dict(os.environ, MXNET_HOME=str(tmp_path))   # an empty MXNet cache: Debian's is first
+    env.pop(files.ENV_VAR, None)
+    out = subprocess.run([sys.executable, '-m', 'd2l_utils'], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    report = out.stdout
+    assert 'Python            %s' % platform.python_version() in report
+    assert sys.executable in report
+    assert 'mxnet             %s' % mx.__version__ in report
+    assert 'numpy             %s' % np.__version__ in report
+    assert 'matplotlib        %s' % metadata.version('matplotlib') in report
+    assert 'd2lzh             %s' % metadata.version('d2lzh') in report
+    assert 'MXNet build       CUDA ' in report
+    for name in files.FILES:
+        assert '%s: verified copy in %s' % (name, files.DEBIAN_DIR) in report
+
+
+def test_report_says_when_no_folder_has_the_files_and_names_damaged_copies(tmp_path,
+                                                                          monkeypatch):
+    (tmp_path / 't10k-labels-idx1-ubyte.gz').write_bytes(b'not the labels')
+    monkeypatch.setattr(files, 'candidate_dirs', lambda root=None: [('test folder',
+                                                                     str(tmp_path))])
+    report = environment_report()
+    assert ('train-images-idx3-ubyte.gz: not found locally (would download on first use)'
+            in report)
+    assert 't10k-labels-idx1-ubyte.gz: not found locally' in report
+    assert 'damaged copy, skipped when loading: test folder: ' in report
+    assert 'does not hold the Fashion-MNIST file t10k-labels-idx1-ubyte.gz' in report
+
+
+def test_report_lists_gpus_from_mxnet_and_nvidia_smi(tmp_path, monkeypatch):
+    """A fake nvidia-smi and a stand-in GPU without kernels: neither exists on this machine."""
+    fake = tmp_path / 'nvidia-smi'
+    fake.write_text('#!/bin/sh\necho "NVIDIA H100 80GB HBM3, 9.0"\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv('PATH', str(tmp_path) + os.pathsep + os.environ['PATH'])
+    monkeypatch.setattr(mx.context, 'num_gpus', lambda: 1)
+
+    def no_kernel_image(ctx):
+        raise mx.base.MXNetError('Check failed: err == cudaSuccess (209 vs. 0) : '
+                                 'mxnet_generic_kernel ErrStr:no kernel image is available '
+                                 'for execution on the device')
+
+    monkeypatch.setattr(device, '_run_test_kernel', no_kernel_image)
+    monkeypatch.setattr(files, 'candidate_dirs', lambda root=None: [])   # skip data hashing
+    report = environment_report()
+    assert 'nvidia-smi GPU 0  NVIDIA H100 80GB HBM3, compute capability 9.0' in report
+    assert 'MXNet GPU 0       NOT usable: GPU 0' in report
+    assert 'no kernel image is available' in report
+
+
+def test_nvidia_smi_of_an_old_driver_still_gives_the_names(tmp_path, monkeypatch):
+    """A fake nvidia-smi from before driver 510, which rejects the compute_cap field."""
+    fake = tmp_path / 'nvidia-smi'
+    fake.write_text('#!/bin/sh\ncase "$1" in *compute_cap*) echo "Field \\"compute_cap\\" is '
+                    'not a valid field to query." >&2; exit 2;; esac\n'
+                    'echo "Tesla T4"\necho "Tesla T4"\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv('PATH', str(tmp_path) + os.pathsep + os.environ['PATH'])
+    assert device.nvidia_smi_gpus() == ([('Tesla T4', ''), ('Tesla T4', '')], None)
+
+
+def test_a_failing_section_is_reported_in_place(monkeypatch):
+    def broken():
+        raise RuntimeError('no permission')
+
+    monkeypatch.setattr(files, 'candidate_dirs', lambda root=None: broken())
+    report = environment_report()
+    assert 'could not collect this section: RuntimeError: no permission' in report
+    assert '== Environment variables ==' in report
