@@ -90,10 +90,11 @@ def run_config(name, epochs, train_subset, test_subset):
     """Train one configuration in this process; return its measurements as a dict."""
     import mxnet as mx
     from mxnet import gluon, init
-    from d2l_utils import data, device, models, train
+    from d2l_utils import data, device, models
+    from d2l_utils import training
     data_path, bn_kind, hybridize = CONFIGS[name]
     ctx = device.try_gpu()
-    train.set_seed(0)
+    training.set_seed(0)
     if data_path == 'book':
         import d2lzh
         from mxnet.gluon import data as gdata
@@ -119,10 +120,11 @@ def run_config(name, epochs, train_subset, test_subset):
             BATCH_SIZE, ctx=ctx, train_subset=train_subset, test_subset=test_subset, seed=0)
 
         def one_epoch(net, trainer):   # train one epoch and evaluate, like train_ch5
-            train.train(net, train_iter, test_iter, trainer, ctx, 1, progress=False, verbose=False)
+            training.train(net, train_iter, test_iter, trainer, ctx, 1, progress=False,
+                           verbose=False)
 
         def test_accuracy(net):
-            return train.evaluate_accuracy(test_iter, net, ctx)
+            return training.evaluate_accuracy(test_iter, net, ctx)
     net = models.lenet(bn=make_bn(bn_kind))
     net.initialize(init.Xavier(), ctx=ctx)
     if hybridize:

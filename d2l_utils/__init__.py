@@ -3,7 +3,7 @@
 Names follow the course's ``d2lzh`` package (``load_data_fashion_mnist``, ``try_gpu``,
 ``evaluate_accuracy``, ``train_ch5``, ...), so every call maps to the book.
 Modules: ``data`` (Fashion-MNIST in memory), ``fashion_mnist_files`` (finding and verifying
-the files), ``device``, ``train``, ``plot``, ``batch_norm`` (the scratch code the notebooks
+the files), ``device``, ``training``, ``plot``, ``batch_norm`` (the scratch code the notebooks
 teach), ``models`` (LeNet variants), ``report`` (``python -m d2l_utils``).
 """
 from ._versions import check_environment
@@ -19,7 +19,7 @@ from .fashion_mnist_files import (CorruptFileError, DataUnavailableError,  # noq
 from .models import lenet  # noqa: E402
 from .plot import (plot_history, set_figsize, show_fashion_mnist, show_images,  # noqa: E402
                    use_svg_display)
-from .train import (History, NonFiniteLossError, evaluate_accuracy, set_seed, train,  # noqa: E402
+from .training import (History, NonFiniteLossError, evaluate_accuracy, set_seed, train,  # noqa: E402
                     train_ch5)
 
 __version__ = '0.1.0'

@@ -4,6 +4,7 @@ The book's loader decodes every image through a per-sample Python transform on e
 here the IDX files are decoded once, scaled to float32 in [0, 1] once, kept in memory (on the
 training device if asked), and a batch is one ``take`` of a shuffled index.
 """
+import numbers
 import os
 
 import numpy as np
@@ -46,10 +47,9 @@ class ArrayDataIter:
     """
 
     def __init__(self, X, y, batch_size, shuffle=False, seed=None, resize=None):
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError('batch_size must be a positive integer, got %r' % (batch_size,))
         self.X, self.y = X, y
-        self.batch_size, self.shuffle, self.resize = batch_size, shuffle, resize
+        self.batch_size, self.shuffle = _check_batch_size(batch_size), shuffle
+        self.resize = _as_size(resize)
         self._rng = np.random.RandomState(seed) if seed is not None else None
         self._index = nd.arange(len(y), dtype='int64', ctx=X.context)
 
@@ -76,14 +76,28 @@ class ArrayDataIter:
             yield X, y
 
 
+def _is_int(value):
+    # numpy integers count (a batch size computed with numpy is still a batch size); bools don't
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _check_batch_size(batch_size):
+    if not _is_int(batch_size) or batch_size < 1:
+        raise ValueError('batch_size must be a positive integer (examples per mini-batch, e.g. '
+                         '256), got %r' % (batch_size,))
+    return int(batch_size)
+
+
 def _as_size(resize):
+    """None, an int or an (height, width) pair -> None or (height, width) of positive ints."""
     if resize is None:
         return None
-    if isinstance(resize, int):
-        return (resize, resize)
-    if len(resize) == 2:
-        return tuple(int(v) for v in resize)
-    raise ValueError('resize must be an int or an (height, width) pair, got %r' % (resize,))
+    pair = (resize, resize) if _is_int(resize) else resize
+    if not (isinstance(pair, (tuple, list)) and len(pair) == 2
+            and all(_is_int(v) and v >= 1 for v in pair)):
+        raise ValueError('resize must be a positive int or a (height, width) pair of positive '
+                         'ints, e.g. 224 or (32, 32); got %r' % (resize,))
+    return tuple(int(v) for v in pair)
 
 
 def _to_ndarrays(images, labels, ctx):
@@ -95,8 +109,9 @@ def _to_ndarrays(images, labels, ctx):
 def _subset(n_total, size, rng, name):
     if size is None:
         return None
-    if not isinstance(size, int) or not 1 <= size <= n_total:
-        raise ValueError('%s must be an integer between 1 and %d, got %r' % (name, n_total, size))
+    if not _is_int(size) or not 1 <= size <= n_total:
+        raise ValueError('%s must be an integer between 1 and %d (the size of the set), got %r'
+                         % (name, n_total, size))
     return np.sort(rng.choice(n_total, size, replace=False))
 
 
@@ -114,19 +129,25 @@ def load_data_fashion_mnist(batch_size, resize=None, root=None, ctx=None, train_
         host-to-device copy per batch.
     train_subset, test_subset: use a random subset of this many examples (chosen with
         ``seed``), for quick runs and tests.
-    seed: fixes the subset choice and the training set's shuffle order.
+    seed: fixes the subset choice and the training set's shuffle order; if None, both come
+        from numpy's global RNG (so ``np.random.seed`` makes them repeatable).
     shuffle: shuffle the training set each epoch (the test set is never shuffled).
     """
-    ctx = ctx or mx.cpu()
+    # check the arguments before the (slow) first load, so a typo fails at once
+    _check_batch_size(batch_size)
     size = _as_size(resize)
-    rng = np.random.RandomState(seed)
-    iters = []
+    ctx = ctx or mx.cpu()
+    rng = np.random.RandomState(seed) if seed is not None else np.random
+    splits = []
     for train, subset, name in ((True, train_subset, 'train_subset'),
                                 (False, test_subset, 'test_subset')):
         images, labels, _ = fashion_mnist_arrays(train, root)
         keep = _subset(len(labels), subset, rng, name)
         if keep is not None:
             images, labels = images[keep], labels[keep]
+        splits.append((train, images, labels))
+    iters = []
+    for train, images, labels in splits:
         X, y = _to_ndarrays(images, labels, ctx)
         iters.append(ArrayDataIter(X, y, batch_size, shuffle=train and shuffle,
                                    seed=None if seed is None else seed + 1, resize=size))

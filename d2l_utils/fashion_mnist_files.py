@@ -7,12 +7,14 @@ No function here imports mxnet: the files are plain numpy arrays.
 """
 import gzip
 import hashlib
+import http.client
 import os
 import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
+import warnings
 import zlib
 
 import numpy as np
@@ -72,21 +74,30 @@ def read_verified(path, name):
     ``path`` may be gzip-compressed or already decompressed. Raises CorruptFileError (with
     what was expected and what was found) for a truncated, damaged or wrong file.
     """
-    expected_sha, expected_size = FILES[name]
     with open(path, 'rb') as f:
         raw = f.read()
+    return _verified(raw, name, path,
+                     'Delete it (or point %s elsewhere) and load again.' % ENV_VAR)
+
+
+def _verified(raw, name, where, fix):
+    """The decompressed ``raw`` if it is the content of ``name``, else CorruptFileError.
+
+    ``where`` names the bytes in the message (a path, or a URL's download); ``fix`` ends it.
+    """
+    expected_sha, expected_size = FILES[name]
     if raw[:2] == b'\x1f\x8b':
         try:
             raw = gzip.decompress(raw)
         except (EOFError, OSError, zlib.error) as err:
-            raise CorruptFileError('%s is not a complete gzip file (%s); delete it and load again.'
-                                   % (path, err)) from None
+            raise CorruptFileError('%s is not a complete gzip file (%s). %s'
+                                   % (where, err, fix)) from None
     if len(raw) != expected_size or hashlib.sha256(raw).hexdigest() != expected_sha:
         raise CorruptFileError(
             '%s does not hold the Fashion-MNIST file %s: expected %d bytes with SHA-256 %s..., '
-            'got %d bytes with SHA-256 %s.... Delete it (or point %s elsewhere) and load again.'
-            % (path, name, expected_size, expected_sha[:12], len(raw),
-               hashlib.sha256(raw).hexdigest()[:12], ENV_VAR))
+            'got %d bytes with SHA-256 %s.... %s'
+            % (where, name, expected_size, expected_sha[:12], len(raw),
+               hashlib.sha256(raw).hexdigest()[:12], fix))
     return raw
 
 
@@ -103,8 +114,8 @@ def download(url, dest, name, timeout=30, progress=True):
     """Download ``url`` to ``dest`` atomically: temp file in the same folder, verify, rename.
 
     Nothing is left at ``dest`` (or beside it) unless the content verified. Returns the
-    decompressed bytes. Raises OSError/urllib errors for network trouble and CorruptFileError
-    for bad content.
+    decompressed bytes. Raises OSError/urllib errors (http.client errors for a broken HTTP
+    response) for network trouble and CorruptFileError, naming ``url``, for bad content.
     """
     folder = os.path.dirname(dest)
     os.makedirs(folder, exist_ok=True)
@@ -125,11 +136,14 @@ def download(url, dest, name, timeout=30, progress=True):
                     sys.stderr.write('\rdownloading %s: %5.1f%% of %.1f MB'
                                      % (name, 100.0 * done / total, total / 1e6))
                     sys.stderr.flush()
+        if total and done != total:
+            raise CorruptFileError('%s: the connection closed after %d of %d bytes; nothing was '
+                                   'saved.' % (url, done, total))
         if progress and total > (4 << 20):
             sys.stderr.write('\rdownloading %s: done (%.1f MB)%s\n' % (name, done / 1e6, ' ' * 10))
-        if total and done != total:
-            raise CorruptFileError('%s: connection closed after %d of %d bytes' % (url, done, total))
-        content = read_verified(tmp, name)
+        with open(tmp, 'rb') as f:
+            content = _verified(f.read(), name, 'the download from ' + url, 'Nothing was saved.')
+        os.chmod(tmp, 0o644)   # mkstemp makes 0600; a shared cache must be readable by all
         os.replace(tmp, dest)
         return content
     finally:
@@ -157,12 +171,17 @@ def fetch_file(name, root=None, mirrors=MIRRORS, cache_dir=None, timeout=30, pro
             return read_verified(path, name), path
         except CorruptFileError as err:
             tried.append('%s: %s' % (label, err))
+            # reported even when a later source works: a damaged copy should not stay unnoticed
+            warnings.warn('%s; skipped it for the next source.' % err, stacklevel=2)
     cache_dir = cache_dir or mxnet_cache_dir()
     for mirror in mirrors:
         url = mirror + name
         try:
             return download(url, os.path.join(cache_dir, name), name, timeout, progress), url
-        except (OSError, urllib.error.URLError, CorruptFileError) as err:
+        except CorruptFileError as err:   # its message names the URL
+            tried.append(str(err))
+        except (OSError, urllib.error.URLError, http.client.HTTPException) as err:
+            # HTTPException: e.g. IncompleteRead from a chunked response cut short
             tried.append('%s: %s' % (url, getattr(err, 'reason', None) or err))
     raise DataUnavailableError(
         'Could not get the Fashion-MNIST file %s. Tried:\n  - %s\n'

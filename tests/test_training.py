@@ -9,7 +9,7 @@ from mxnet import gluon, init, nd
 from mxnet.gluon import nn
 
 from d2l_utils.data import ArrayDataIter, load_data_fashion_mnist
-from d2l_utils.train import (History, NonFiniteLossError, evaluate_accuracy, set_seed, train,
+from d2l_utils.training import (History, NonFiniteLossError, evaluate_accuracy, set_seed, train,
                              train_ch5)
 
 # Chance on Fashion-MNIST is 0.10. Two epochs of LeNet+BN (lr 1.0) on 20,000 examples ended at

@@ -1,0 +1,366 @@
+"""fashion_mnist_files on the real Fashion-MNIST files: decoding, the order of local sources,
+rejecting damaged copies, and downloads from an HTTP server on 127.0.0.1 (never the internet).
+
+The oracle for content is an independent decode of Debian's files (gzip + numpy), not the
+module's own reader. Copies are hard links where possible; a damaged copy is always a new file
+(exclusive create), so no test can write through a link into Debian's folder.
+"""
+import functools
+import gzip
+import http.server
+import os
+import shutil
+import socket
+import threading
+
+import numpy as np
+import pytest
+
+from d2l_utils import fashion_mnist_files as fmf
+from d2l_utils.fashion_mnist_files import CorruptFileError, DataUnavailableError
+
+TRAIN_LABELS = 'train-labels-idx1-ubyte.gz'
+TEST_LABELS = 't10k-labels-idx1-ubyte.gz'
+TEST_IMAGES = 't10k-images-idx3-ubyte.gz'
+TIMEOUT = 5   # seconds per socket operation; loopback answers in milliseconds
+
+
+# ---------------------------------------------------------------- helpers
+
+@functools.lru_cache(maxsize=None)
+def real_gz(folder, name):
+    with open(os.path.join(folder, name), 'rb') as f:
+        return f.read()
+
+
+@functools.lru_cache(maxsize=None)
+def real_content(folder, name):
+    """The decompressed IDX bytes of Debian's copy: the oracle."""
+    return gzip.decompress(real_gz(folder, name))
+
+
+def link_or_copy(src, dest):
+    try:
+        os.link(src, dest)
+    except OSError:
+        shutil.copyfile(src, dest)
+
+
+def write_new(path, content):
+    with open(path, 'xb') as f:   # never overwrite (a hard link would write into the original)
+        f.write(content)
+
+
+def put_copy(real_dir, folder, name, decompressed=False):
+    """Put an intact copy of ``name`` into ``folder`` (created); return its path."""
+    os.makedirs(folder, exist_ok=True)
+    if decompressed:
+        path = os.path.join(str(folder), name[:-len('.gz')])
+        write_new(path, real_content(real_dir, name))
+    else:
+        path = os.path.join(str(folder), name)
+        link_or_copy(os.path.join(real_dir, name), path)
+    return path
+
+
+def flipped(content, position=1000):
+    damaged = bytearray(content)
+    damaged[position] ^= 0xFF
+    return bytes(damaged)
+
+
+def snapshot(folder):
+    """Names, sizes and modification times of everything under ``folder``."""
+    return sorted((os.path.relpath(os.path.join(d, n), folder), os.stat(os.path.join(d, n)).st_size,
+                   os.stat(os.path.join(d, n)).st_mtime_ns)
+                  for d, _, names in os.walk(folder) for n in names)
+
+
+def listing(folder):
+    return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+
+
+# ---------------------------------------------------------------- decoding
+
+@pytest.mark.parametrize('train, n', [(True, 60000), (False, 10000)])
+def test_both_splits_decode_to_uint8_images_and_balanced_labels(fashion_mnist_dir, train, n):
+    images, labels, sources = fmf.load_arrays(train, root=fashion_mnist_dir)
+    prefix = 'train' if train else 't10k'
+    assert sources == [os.path.join(fashion_mnist_dir, prefix + '-images-idx3-ubyte.gz'),
+                       os.path.join(fashion_mnist_dir, prefix + '-labels-idx1-ubyte.gz')]
+    assert images.shape == (n, 28, 28) and images.dtype == np.uint8
+    assert labels.shape == (n,) and labels.dtype == np.uint8
+    # Fashion-MNIST has exactly n/10 examples of each of the 10 classes
+    assert np.bincount(labels, minlength=10).tolist() == [n // 10] * 10
+    # oracle: the IDX layout read by hand (16-byte image header, 8-byte label header)
+    raw_images = real_content(fashion_mnist_dir, prefix + '-images-idx3-ubyte.gz')
+    raw_labels = real_content(fashion_mnist_dir, prefix + '-labels-idx1-ubyte.gz')
+    np.testing.assert_array_equal(images.reshape(n, -1),
+                                  np.frombuffer(raw_images, np.uint8, offset=16).reshape(n, -1))
+    np.testing.assert_array_equal(labels, np.frombuffer(raw_labels, np.uint8, offset=8))
+    assert 0 < images.mean() < 255 and images.max() == 255
+
+
+# ---------------------------------------------------------------- order of local sources
+
+def test_explicit_root_wins_over_every_other_folder(fashion_mnist_dir, isolated_sources,
+                                                    tmp_path, monkeypatch):
+    root = put_copy(fashion_mnist_dir, tmp_path / 'root', TEST_LABELS)
+    put_copy(fashion_mnist_dir, tmp_path / 'env', TEST_LABELS)
+    put_copy(fashion_mnist_dir, fmf.mxnet_cache_dir(), TEST_LABELS)
+    monkeypatch.setenv(fmf.ENV_VAR, str(tmp_path / 'env'))
+
+    content, source = fmf.fetch_file(TEST_LABELS, root=tmp_path / 'root', mirrors=())
+    assert source == root
+    assert content == real_content(fashion_mnist_dir, TEST_LABELS)
+
+
+@pytest.mark.parametrize('decompressed', [False, True], ids=['gz', 'decompressed'])
+def test_FASHION_MNIST_DIR_wins_over_mxnet_cache_and_debian(fashion_mnist_dir, isolated_sources,
+                                                            tmp_path, monkeypatch, decompressed):
+    env_copy = put_copy(fashion_mnist_dir, tmp_path / 'env', TEST_LABELS, decompressed)
+    put_copy(fashion_mnist_dir, fmf.mxnet_cache_dir(), TEST_LABELS)
+    monkeypatch.setenv(fmf.ENV_VAR, str(tmp_path / 'env'))
+
+    content, source = fmf.fetch_file(TEST_LABELS, mirrors=())
+    assert source == env_copy
+    assert content == real_content(fashion_mnist_dir, TEST_LABELS)
+
+
+def test_mxnet_cache_under_MXNET_HOME_wins_over_debian(fashion_mnist_dir, isolated_sources):
+    cached = put_copy(fashion_mnist_dir, isolated_sources / 'datasets' / 'fashion-mnist',
+                      TEST_LABELS)
+    content, source = fmf.fetch_file(TEST_LABELS, mirrors=())
+    assert source == cached
+    assert content == real_content(fashion_mnist_dir, TEST_LABELS)
+
+
+def test_debian_folder_serves_when_root_and_caches_miss(fashion_mnist_dir, isolated_sources,
+                                                        tmp_path):
+    # a root without the file is not an error: the search goes on
+    (tmp_path / 'empty-root').mkdir()
+    content, source = fmf.fetch_file(TEST_LABELS, root=tmp_path / 'empty-root', mirrors=())
+    assert source == os.path.join(fashion_mnist_dir, TEST_LABELS)
+    assert content == real_content(fashion_mnist_dir, TEST_LABELS)
+
+
+# ---------------------------------------------------------------- damaged local copies
+
+def damage(real_dir, folder, kind):
+    """Write a damaged copy of TEST_LABELS into ``folder``; return (path, expected reason)."""
+    os.makedirs(folder, exist_ok=True)
+    content = real_content(real_dir, TEST_LABELS)
+    if kind == 'flipped byte, re-gzipped':
+        path = os.path.join(str(folder), TEST_LABELS)
+        write_new(path, gzip.compress(flipped(content)))
+        return path, 'SHA-256'
+    if kind == 'flipped byte, decompressed':
+        path = os.path.join(str(folder), TEST_LABELS[:-len('.gz')])
+        write_new(path, flipped(content))
+        return path, 'SHA-256'
+    path = os.path.join(str(folder), TEST_LABELS)
+    gz = real_gz(real_dir, TEST_LABELS)
+    write_new(path, gz[:len(gz) // 2])
+    return path, 'not a complete gzip file'
+
+
+DAMAGE = ['flipped byte, re-gzipped', 'flipped byte, decompressed', 'truncated gz']
+
+
+@pytest.mark.parametrize('kind', DAMAGE)
+def test_damaged_copy_is_named_skipped_for_the_next_source_and_left_alone(
+        fashion_mnist_dir, isolated_sources, tmp_path, monkeypatch, kind):
+    path, reason = damage(fashion_mnist_dir, tmp_path / 'env', kind)
+    monkeypatch.setenv(fmf.ENV_VAR, str(tmp_path / 'env'))
+    before = snapshot(tmp_path / 'env')
+
+    with pytest.raises(CorruptFileError, match=reason) as err:
+        fmf.read_verified(path, TEST_LABELS)
+    assert path in str(err.value)
+
+    with pytest.warns(UserWarning) as warned:
+        content, source = fmf.fetch_file(TEST_LABELS, mirrors=())
+    assert source == os.path.join(fashion_mnist_dir, TEST_LABELS)
+    assert content == real_content(fashion_mnist_dir, TEST_LABELS)
+    assert any(path in str(w.message) and reason in str(w.message) for w in warned)
+    assert snapshot(tmp_path / 'env') == before
+
+
+@pytest.mark.parametrize('kind', DAMAGE)
+def test_damaged_only_copy_is_reported_in_the_final_error(fashion_mnist_dir, no_local_sources,
+                                                         tmp_path, monkeypatch, kind):
+    path, reason = damage(fashion_mnist_dir, tmp_path / 'env', kind)
+    monkeypatch.setenv(fmf.ENV_VAR, str(tmp_path / 'env'))
+    before = snapshot(tmp_path / 'env')
+
+    with pytest.warns(UserWarning), pytest.raises(DataUnavailableError) as err:
+        fmf.fetch_file(TEST_LABELS, mirrors=())
+    assert path in str(err.value) and reason in str(err.value)
+    assert snapshot(tmp_path / 'env') == before
+
+
+# ---------------------------------------------------------------- downloads from 127.0.0.1
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    """GET /<behaviour>/<file name>; serves the real .gz from ``server.real_dir``.
+
+    good: the file; wrong: a gzip of the content with one byte flipped; short: a Content-Length
+    1000 bytes larger than the body, then the connection closes; cutgz: the first half of the
+    gz with a matching Content-Length; chunkedcut: a chunked response that stops mid-chunk;
+    missing: 404.
+    """
+    protocol_version = 'HTTP/1.0'   # one request per connection: the server closes it after
+
+    def log_message(self, *args):   # keep the test output clean
+        pass
+
+    def send_body(self, body, length=None):
+        self.send_response(200)
+        self.send_header('Content-Type', 'application/octet-stream')
+        self.send_header('Content-Length', str(len(body) if length is None else length))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):
+        _, behaviour, name = self.path.split('/', 2)
+        if behaviour == 'missing' or name not in fmf.FILES:
+            self.send_error(404)
+            return
+        gz = real_gz(self.server.real_dir, name)
+        if behaviour == 'good':
+            self.send_body(gz)
+        elif behaviour == 'wrong':
+            self.send_body(gzip.compress(flipped(real_content(self.server.real_dir, name))))
+        elif behaviour == 'short':
+            self.send_body(gz, length=len(gz) + 1000)
+        elif behaviour == 'cutgz':
+            self.send_body(gz[:len(gz) // 2])
+        elif behaviour == 'chunkedcut':
+            self.protocol_version = 'HTTP/1.1'   # chunked encoding needs HTTP/1.1
+            self.send_response(200)
+            self.send_header('Transfer-Encoding', 'chunked')
+            self.send_header('Connection', 'close')
+            self.end_headers()
+            self.wfile.write(b'%x\r\n' % len(gz) + gz[:len(gz) // 2])
+            self.close_connection = True
+        else:
+            self.send_error(400)
+
+
+@pytest.fixture(scope='module')
+def server(fashion_mnist_dir):
+    """Base URL of an HTTP server on 127.0.0.1 (ephemeral port), stopped and joined at teardown."""
+    httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
+    httpd.daemon_threads = True
+    httpd.real_dir = fashion_mnist_dir
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={'poll_interval': 0.05},
+                              daemon=True)
+    thread.start()
+    try:
+        yield 'http://127.0.0.1:%d/' % httpd.server_port
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=TIMEOUT)
+    assert not thread.is_alive()
+
+
+def closed_port_url():
+    """A loopback URL where nothing listens: connecting is refused at once."""
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        port = sock.getsockname()[1]
+    return 'http://127.0.0.1:%d/' % port
+
+
+def test_good_download_lands_verified_in_cache_dir(fashion_mnist_dir, no_local_sources, server,
+                                                   tmp_path, capsys):
+    cache = tmp_path / 'cache'
+    content, source = fmf.fetch_file(TEST_LABELS, mirrors=(server + 'good/',), cache_dir=cache,
+                                     timeout=TIMEOUT)
+    assert source == server + 'good/' + TEST_LABELS
+    assert content == real_content(fashion_mnist_dir, TEST_LABELS)
+    assert listing(cache) == [TEST_LABELS]   # no .part file beside it
+    assert fmf.read_verified(str(cache / TEST_LABELS), TEST_LABELS) == content
+    assert capsys.readouterr().err == ''   # progress is for the large image files only
+
+
+def test_download_goes_to_mxnet_cache_and_is_found_there_next_time(
+        fashion_mnist_dir, no_local_sources, server):
+    fmf.fetch_file(TEST_LABELS, mirrors=(server + 'good/',), timeout=TIMEOUT)
+    cached = os.path.join(fmf.mxnet_cache_dir(), TEST_LABELS)
+    assert cached.startswith(str(no_local_sources))
+    content, source = fmf.fetch_file(TEST_LABELS, mirrors=())
+    assert source == cached
+    assert content == real_content(fashion_mnist_dir, TEST_LABELS)
+
+
+@pytest.mark.parametrize('behaviour, reason', [
+    ('wrong', 'SHA-256'),
+    ('short', 'connection closed after'),
+    ('cutgz', 'not a complete gzip file'),
+    ('chunkedcut', 'IncompleteRead'),
+    ('missing', 'Not Found'),
+])
+def test_bad_download_leaves_no_file_and_says_why(no_local_sources, server, tmp_path,
+                                                  behaviour, reason):
+    cache = tmp_path / 'cache'
+    mirror = server + behaviour + '/'
+    with pytest.raises(DataUnavailableError) as err:
+        fmf.fetch_file(TEST_LABELS, mirrors=(mirror,), cache_dir=cache, timeout=TIMEOUT)
+    lines = [line for line in str(err.value).splitlines() if mirror + TEST_LABELS in line]
+    assert lines and reason in lines[0]
+    assert listing(cache) == []   # neither the file nor a .part temp file
+
+
+@pytest.mark.parametrize('first', ['refused', 'wrong', 'chunkedcut'])
+def test_second_mirror_serves_when_the_first_fails(fashion_mnist_dir, no_local_sources, server,
+                                                   tmp_path, first):
+    cache = tmp_path / 'cache'
+    bad = closed_port_url() if first == 'refused' else server + first + '/'
+    content, source = fmf.fetch_file(TRAIN_LABELS, mirrors=(bad, server + 'good/'),
+                                     cache_dir=cache, timeout=TIMEOUT)
+    assert source == server + 'good/' + TRAIN_LABELS
+    assert content == real_content(fashion_mnist_dir, TRAIN_LABELS)
+    assert listing(cache) == [TRAIN_LABELS]
+
+
+def test_when_every_source_fails_the_error_lists_each_and_the_ways_out(
+        no_local_sources, server, tmp_path, monkeypatch):
+    root, env, cache = tmp_path / 'root', tmp_path / 'env', tmp_path / 'cache'
+    root.mkdir()
+    env.mkdir()
+    monkeypatch.setenv(fmf.ENV_VAR, str(env))
+    refused = closed_port_url()
+    with pytest.raises(DataUnavailableError) as err:
+        fmf.fetch_file(TEST_LABELS, root=root, mirrors=(refused, server + 'missing/'),
+                       cache_dir=cache, timeout=TIMEOUT)
+    message = str(err.value)
+    for source in (str(root), str(env), fmf.mxnet_cache_dir(), fmf.DEBIAN_DIR,
+                   refused + TEST_LABELS, server + 'missing/' + TEST_LABELS):
+        assert source in message
+    assert 'refused' in message.lower()
+    assert 'connect to the internet' in message
+    assert 'apt-get install dataset-fashion-mnist' in message
+    assert 'FASHION_MNIST_DIR=' in message
+    assert listing(cache) == []
+
+
+def test_default_mirrors_are_listed_and_the_internet_is_not_contacted(no_local_sources, tmp_path):
+    # conftest's no_internet guard turns each real mirror into an immediate failure
+    with pytest.raises(DataUnavailableError) as err:
+        fmf.fetch_file(TEST_LABELS, cache_dir=tmp_path / 'cache', timeout=TIMEOUT)
+    for mirror in fmf.MIRRORS:
+        assert mirror + TEST_LABELS in str(err.value)
+    assert 'tests must not use the internet' in str(err.value)
+
+
+def test_image_download_reports_progress_on_stderr(fashion_mnist_dir, no_local_sources, server,
+                                                   tmp_path, capsys):
+    cache = tmp_path / 'cache'
+    content, _ = fmf.fetch_file(TEST_IMAGES, mirrors=(server + 'good/',), cache_dir=cache,
+                                timeout=TIMEOUT)
+    assert content == real_content(fashion_mnist_dir, TEST_IMAGES)
+    err = capsys.readouterr().err
+    assert 'downloading %s' % TEST_IMAGES in err and 'done' in err
+    assert listing(cache) == [TEST_IMAGES]
