@@ -88,7 +88,7 @@ def evaluate_accuracy(data_iter, net, ctx=None):
 
 
 def first_nonfinite_layer(net, X):
-    """Run ``net`` on X in training mode; describe the first layer whose output is not finite.
+    """Re-run ``net`` on X as in training; describe the first layer whose output is not finite.
 
     Returns e.g. ``'batchnorm0 (BatchNorm)'``, or ``'dense2 (Dense), in its part dense2_relu
     (Activation)'`` when the culprit is a sub-block; None if no block output was non-finite
@@ -107,12 +107,20 @@ def first_nonfinite_layer(net, X):
 
     for child in net._children.values():
         hook(child, child)
+    # Re-run exactly as training does (inside record(): a layer may look at is_recording()),
+    # and put back the state a forward pass writes (moving statistics), so that diagnosing
+    # changes nothing.
+    state = [(p, [d.copy() for d in p.list_data()])
+             for p in net.collect_params().values() if p.grad_req == 'null']
     try:
-        with autograd.train_mode():
+        with autograd.record():
             net(X)
     finally:
         for handle in handles:
             handle.detach()
+        for param, saved in state:
+            for data, copy in zip(param.list_data(), saved):
+                data[:] = copy
     for block, out in finished:
         out = out[0] if isinstance(out, (list, tuple)) else out
         if not np.isfinite(out.asnumpy()).all():
@@ -133,8 +141,8 @@ def _nonfinite_error(net, X, loss_value, epoch, batch, num_batches):
                  'no layer output was non-finite on a re-run (a hybridized network hides its '
                  'layers: call net.hybridize(active=False) to locate it)')
     return NonFiniteLossError(
-        'Training stopped: the loss is %s at epoch %d, batch %d of %d; %s. Parameters were not '
-        'updated with this batch. Common causes: a learning rate too large for this network, '
+        'Training stopped: the loss is %s at epoch %d, batch %d of %d; %s. The trainer did not '
+        'apply this batch (a layer\'s moving statistics may already hold it). Common causes: a learning rate too large for this network, '
         'a hand-written layer that takes the square root of a negative number (check a batch '
         'norm\'s variance), or a log/division of zero.'
         % (loss_value, epoch, batch, num_batches, where))

@@ -153,3 +153,16 @@ def test_history_columns_and_repr():
     assert history.column('test_acc') == [0.6]
     assert 'demo' in repr(history) and '0.600' in repr(history)
     assert nd.array([1]).context == mx.cpu()
+
+
+def test_diagnosing_a_layer_leaves_the_moving_statistics_as_they_were():
+    from d2l_utils.models import lenet
+    from d2l_utils.training import first_nonfinite_layer
+    set_seed(0)
+    net = lenet(bn='scratch')
+    net.initialize(init.Xavier())
+    X = nd.random.uniform(shape=(8, 1, 28, 28))
+    before = {k: p.data().copy() for k, p in net.collect_params().items() if p.grad_req == 'null'}
+    assert first_nonfinite_layer(net, X) is None   # finite input and weights: nothing to blame
+    for name, value in before.items():
+        np.testing.assert_array_equal(net.collect_params()[name].data().asnumpy(), value.asnumpy())

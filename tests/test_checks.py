@@ -1,0 +1,328 @@
+"""The learner-facing batch-norm checkers: the reference passes, each real mistake fails exactly
+its properties with its cause named, and the learner's exceptions never crash the checker."""
+import ast
+import functools
+import inspect
+import textwrap
+
+import pytest
+import mxnet as mx
+from mxnet import autograd, gluon, init, nd
+from mxnet.gluon import nn
+
+from d2l_utils import bn_mistakes
+from d2l_utils.batch_norm import BatchNorm, batch_norm
+from d2l_utils.checks import (BLOCK_PROPERTIES, FUNCTION_PROPERTIES, CheckReport,
+                              check_batch_norm, check_batch_norm_block)
+from d2l_utils.data import load_data_fashion_mnist
+from d2l_utils.models import lenet
+from d2l_utils.training import NonFiniteLossError, set_seed, train
+
+FUNCTION_NAMES = [name for name, _ in FUNCTION_PROPERTIES]
+BLOCK_NAMES = [name for name, _ in BLOCK_PROPERTIES]
+HAS_GPU = mx.context.num_gpus() > 0
+
+# The book's layer (mistakes 4, 5 and 6 are made in it) also fails these two: its moving
+# statistics are plain NDArrays starting at zero.
+BOOK_LAYER = {'initial_moving_var', 'saved_with_parameters'}
+
+# mistake -> (properties its function fails, properties its layer fails, {property: words the
+# detail must contain, naming the cause})
+EXPECTED = {
+    1: ({'train_normalizes', 'finite_large_mean', 'moving_var_update', 'gradients'},
+        {'train_normalizes', 'finite_large_mean', 'moving_var_update', 'gradients'},
+        {'finite_large_mean': '(X - mean ** 2).mean()',
+         'moving_var_update': '(X - mean ** 2).mean()',
+         'train_normalizes': 'negative batch variance'}),
+    2: ({'moving_mean_update'},
+        {'moving_mean_update', 'updated_every_step'},
+        {'moving_mean_update': 'computed from moving_mean itself',
+         'updated_every_step': 'never changed'}),
+    3: ({'moving_var_update'},
+        {'moving_var_update'},
+        {'moving_var_update': "'+' where '*' belongs"}),
+    4: (None,
+        {'moving_var_update'} | BOOK_LAYER,
+        {'moving_var_update': 'stored in self.moving_varv, not in self.moving_var',
+         'initial_moving_var': 'sqrt(1e-5)'}),
+    6: (None,
+        BOOK_LAYER,
+        {'initial_moving_var': 'moving_var starts at 0',
+         'saved_with_parameters': 'plain NDArray attributes, which save_parameters does not save'}),
+    7: ({'mode_from_is_training'},
+        {'mode_from_is_training'},
+        {'mode_from_is_training': 'autograd.is_recording()'}),
+}
+
+
+def quiet_check(target, block):
+    check = check_batch_norm_block if block else check_batch_norm
+    return check(target, verbose=False)
+
+
+def assert_fails_exactly(report, expected, causes):
+    assert set(report.failed()) == expected, str(report)
+    for name, words in causes.items():
+        assert words in report[name].detail, report[name].detail
+
+
+# --- the reference and the book pass
+
+def test_reference_function_passes_every_property():
+    report = quiet_check(batch_norm, block=False)
+    assert report.passed, str(report)
+    assert [r.name for r in report.results] == FUNCTION_NAMES
+
+
+def test_reference_layer_passes_every_property():
+    report = quiet_check(BatchNorm, block=True)
+    assert report.passed, str(report)
+    assert [r.name for r in report.results] == BLOCK_NAMES
+
+
+def book_batch_norm(X, gamma, beta, moving_mean, moving_var, eps, momentum):
+    """The book's batch_norm, verbatim apart from comments (2-D statistics without keepdims)."""
+    if not autograd.is_training():
+        X_hat = (X - moving_mean) / nd.sqrt(moving_var + eps)
+    else:
+        assert len(X.shape) in (2, 4)
+        if len(X.shape) == 2:
+            mean = X.mean(axis=0)
+            var = ((X - mean) ** 2).mean(axis=0)
+        else:
+            mean = X.mean(axis=(0, 2, 3), keepdims=True)
+            var = ((X - mean) ** 2).mean(axis=(0, 2, 3), keepdims=True)
+        X_hat = (X - mean) / nd.sqrt(var + eps)
+        moving_mean = momentum * moving_mean + (1.0 - momentum) * mean
+        moving_var = momentum * moving_var + (1.0 - momentum) * var
+    Y = gamma * X_hat + beta
+    return Y, moving_mean, moving_var
+
+
+def test_books_own_function_passes_every_property():
+    report = quiet_check(book_batch_norm, block=False)
+    assert report.passed, str(report)
+
+
+def test_layer_that_mistakes_are_built_on_passes_with_the_reference_function():
+    # bn_mistakes._LayerCalling copies d2l_utils.BatchNorm.forward; with batch_norm it must pass
+    assert quiet_check(bn_mistakes._LayerCalling, block=True).passed
+
+
+# --- each real mistake fails exactly its properties, naming its cause
+
+@pytest.mark.parametrize('number', sorted(n for n, (fn, _, _) in EXPECTED.items() if fn))
+def test_each_mistaken_function_fails_exactly_its_properties(number):
+    expected, _, causes = EXPECTED[number]
+    report = quiet_check(bn_mistakes.MISTAKES[number].function, block=False)
+    assert_fails_exactly(report, expected, {k: v for k, v in causes.items() if k in expected})
+
+
+@pytest.mark.parametrize('number', sorted(EXPECTED))
+def test_each_mistaken_layer_fails_exactly_its_properties(number):
+    _, expected, causes = EXPECTED[number]
+    report = quiet_check(bn_mistakes.MISTAKES[number].layer, block=True)
+    assert_fails_exactly(report, expected, causes)
+
+
+def test_layer_on_a_fixed_gpu_cannot_be_built_without_a_gpu_and_every_property_fails():
+    report = quiet_check(bn_mistakes.FixedDeviceBatchNorm, block=True)   # mistake 5
+    assert report.failed() == BLOCK_NAMES
+    assert 'MXNetError' in report['builds'].detail
+    if not HAS_GPU:
+        assert 'not implemented for GPU' in report['builds'].detail
+        assert 'ctx=mx.gpu()' in report['builds'].detail
+    for name in BLOCK_NAMES[1:]:
+        assert report[name].detail.startswith('not checked'), report[name].detail
+
+
+def test_layer_on_a_fixed_cpu_keeps_its_moving_stats_off_the_networks_device():
+    # Mistake 5 where it can run: the statistics stay on cpu(0) when the net is on cpu(1)
+    layer = functools.partial(bn_mistakes.FixedDeviceBatchNorm, ctx=mx.cpu(0))
+    report = quiet_check(layer, block=True)
+    assert_fails_exactly(report, {'follows_device'} | BOOK_LAYER,
+                         {'follows_device': 'it is on cpu(0)'})
+
+
+def test_mode_from_a_training_flag_fails_only_prediction():
+    # Mistake 7's other variant: always the batch's statistics, consistently in every context,
+    # so it is prediction (not the mode signal) that fails.
+    report = quiet_check(bn_mistakes.TrainingFlagBatchNorm, block=True)
+    assert_fails_exactly(report, {'prediction_uses_moving_stats'},
+                         {'prediction_uses_moving_stats': 'self.training flag'})
+
+
+def code_lines(fn):
+    """The source lines of fn's body after its docstring."""
+    lines, first = inspect.getsourcelines(fn)
+    body_start = ast.parse(textwrap.dedent(''.join(lines))).body[0].body[1].lineno
+    return [line.rstrip() for line in lines[body_start - 1:]]
+
+
+@pytest.mark.parametrize('number', [n for n, m in sorted(bn_mistakes.MISTAKES.items())
+                                    if m.function])
+def test_each_mistaken_function_is_the_reference_with_one_line_changed(number):
+    # so the notebook can show the bug as a one-line diff, and the copies cannot drift
+    reference, mistaken = code_lines(batch_norm), code_lines(bn_mistakes.MISTAKES[number].function)
+    assert len(mistaken) == len(reference)
+    changed = [new for old, new in zip(reference, mistaken) if old != new]
+    assert len(changed) == 1 and '# BUG' in changed[0], changed
+
+
+# --- other learner mistakes get a named cause
+
+def whole_tensor_statistics(X, gamma, beta, moving_mean, moving_var, eps, momentum):
+    if not autograd.is_training():
+        return gamma * (X - moving_mean) / nd.sqrt(moving_var + eps) + beta, moving_mean, moving_var
+    mean = X.mean()   # over everything
+    var = ((X - mean) ** 2).mean()
+    return (gamma * (X - mean) / nd.sqrt(var + eps) + beta,
+            momentum * moving_mean + (1 - momentum) * mean,
+            momentum * moving_var + (1 - momentum) * var)
+
+
+def make_function(axes_2d, axes_4d, ddof=0):
+    def fn(X, gamma, beta, moving_mean, moving_var, eps, momentum):
+        if not autograd.is_training():
+            Y = gamma * (X - moving_mean) / nd.sqrt(moving_var + eps) + beta
+            return Y, moving_mean, moving_var
+        axes = axes_2d if X.ndim == 2 else axes_4d
+        mean = X.mean(axis=axes, keepdims=True)
+        m = X.size // mean.size
+        var = ((X - mean) ** 2).sum(axis=axes, keepdims=True) / (m - ddof)
+        Y = gamma * (X - mean) / nd.sqrt(var + eps) + beta
+        if mean.shape != moving_mean.shape:   # per-sample statistics: keep the update well-shaped
+            mean, var = mean.mean(axis=0, keepdims=True), var.mean(axis=0, keepdims=True)
+        return (Y, momentum * moving_mean + (1 - momentum) * mean,
+                momentum * moving_var + (1 - momentum) * var)
+    return fn
+
+
+@pytest.mark.parametrize('fn, words', [
+    (whole_tensor_statistics, 'statistics shared across features'),
+    (make_function(1, (2, 3)), 'per example'),
+    (make_function(0, 0), 'per position over axis 0 only'),
+    (make_function(0, (2, 3)), 'per example (over axis (2, 3))'),
+    (make_function(0, (1, 2, 3)), 'layer normalization'),
+], ids=['whole tensor', 'per sample 2-D', 'per position 4-D', 'instance norm 4-D',
+        'layer norm 4-D'])
+def test_statistics_over_the_wrong_axes_are_named(fn, words):
+    report = quiet_check(fn, block=False)
+    assert not report['per_feature_stats'].passed
+    assert words in report['per_feature_stats'].detail, report['per_feature_stats'].detail
+
+
+def test_unbiased_variance_is_named():
+    report = quiet_check(make_function(0, (0, 2, 3), ddof=1), block=False)
+    assert 'unbiased' in report['train_normalizes'].detail
+    assert 'unbiased' in report['moving_var_update'].detail
+
+
+def test_learners_exceptions_become_failures_with_type_and_message():
+    def broken(X, gamma, beta, moving_mean, moving_var, eps, momentum):
+        raise ValueError('my own bug')
+
+    report = quiet_check(broken, block=False)
+    assert report.failed() == FUNCTION_NAMES
+    for result in report.results:
+        assert 'raised ValueError: my own bug' in result.detail, result.detail
+
+
+def test_function_returning_only_y_is_told_what_to_return():
+    report = quiet_check(lambda *args: batch_norm(*args)[0], block=False)
+    assert not report.passed
+    assert '(Y, moving_mean, moving_var)' in report['output_shape'].detail
+
+
+class RunningNamesBatchNorm(nn.Block):
+    """A correct layer whose moving statistics are called running_mean/running_var."""
+
+    def __init__(self, num_features, num_dims, **kwargs):
+        super(RunningNamesBatchNorm, self).__init__(**kwargs)
+        shape = (1, num_features) if num_dims == 2 else (1, num_features, 1, 1)
+        self.gamma = self.params.get('gamma', shape=shape, init=init.One())
+        self.beta = self.params.get('beta', shape=shape, init=init.Zero())
+        self.running_mean = self.params.get('running_mean', shape=shape, init=init.Zero(),
+                                            grad_req='null')
+        self.running_var = self.params.get('running_var', shape=shape, init=init.One(),
+                                           grad_req='null')
+
+    def forward(self, X):
+        ctx = X.context
+        Y, mean, var = batch_norm(X, self.gamma.data(ctx), self.beta.data(ctx),
+                                  self.running_mean.data(ctx), self.running_var.data(ctx),
+                                  1e-5, 0.9)
+        if autograd.is_training():
+            with autograd.pause():
+                self.running_mean.data(ctx)[:] = mean
+                self.running_var.data(ctx)[:] = var
+        return Y
+
+
+def test_layer_without_the_books_attribute_names_is_told_them():
+    report = quiet_check(RunningNamesBatchNorm, block=True)
+    assert report['builds'].passed
+    assert "no attribute 'moving_mean'; expected the book's names" in \
+        report['moving_mean_update'].detail
+
+
+def test_checker_given_a_layer_instance_or_a_class_to_the_wrong_checker_says_which_to_use():
+    with pytest.raises(TypeError, match='check_batch_norm_block'):
+        check_batch_norm(BatchNorm)
+    with pytest.raises(TypeError, match='not a layer built from it'):
+        check_batch_norm_block(BatchNorm(3, 4))
+
+
+# --- the report object
+
+def test_report_prints_one_line_per_property_and_a_one_line_repr(capsys):
+    report = check_batch_norm_block(bn_mistakes.BookBatchNorm)
+    printed = capsys.readouterr().out
+    assert printed.strip() == str(report)
+    heads = [line.split()[:2] for line in printed.splitlines()[1:] if line[:4] in ('PASS', 'FAIL')]
+    assert heads == [['FAIL' if name in BOOK_LAYER else 'PASS', name] for name in BLOCK_NAMES]
+    assert isinstance(report, CheckReport) and not report.passed
+    assert '\n' not in repr(report) and '2 of 14 properties FAIL' in repr(report)
+    with pytest.raises(KeyError, match='the properties are'):
+        report['no_such_property']
+
+
+def test_report_can_leave_out_the_passing_properties():
+    report = check_batch_norm_block(bn_mistakes.BookBatchNorm, verbose=False)
+    lines = report.format(failures_only=True).splitlines()
+    assert lines[0] == str(report).splitlines()[0]
+    assert [line.split()[1] for line in lines[1:] if line.startswith('FAIL')] == \
+        [name for name in BLOCK_NAMES if name in BOOK_LAYER]
+    assert not any(line.startswith('PASS') for line in lines)
+
+
+def test_quiet_check_prints_nothing(capsys):
+    check_batch_norm(batch_norm, verbose=False)
+    assert capsys.readouterr().out == ''
+
+
+def test_checking_a_layer_leaves_gluons_layer_names_alone():
+    before = BatchNorm(3, 4).name            # e.g. batchnorm7
+    check_batch_norm_block(BatchNorm, verbose=False)
+    after = BatchNorm(3, 4).name
+    number = int(before[len('batchnorm'):])
+    assert after == 'batchnorm%d' % (number + 1)
+
+
+# --- the NaN guard of training points at mistake 1's layer
+
+def test_nan_guard_names_the_batch_norm_layer_with_negative_variance(fashion_mnist_dir):
+    train_iter, test_iter = load_data_fashion_mnist(256, root=fashion_mnist_dir,
+                                                    train_subset=1024, test_subset=256, seed=0)
+    set_seed(0)
+    net = lenet(bn=bn_mistakes.NegativeVarianceBatchNorm)
+    net.initialize(init.Xavier())
+    trainer = gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': 1.0})
+    with pytest.raises(NonFiniteLossError) as error:
+        train(net, train_iter, test_iter, trainer, mx.cpu(), 1, progress=False, verbose=False)
+    first_bn = net[1]   # Conv2D, then its batch norm
+    assert isinstance(first_bn, bn_mistakes.NegativeVarianceBatchNorm)
+    message = str(error.value)
+    assert 'batch 1 of 4' in message
+    assert ('the first layer whose output is not finite is %s (NegativeVarianceBatchNorm)'
+            % first_bn.name) in message
