@@ -148,7 +148,7 @@ def layer_times(repeats):
     """Median ms of forward+backward of one BN layer for LeNet's four BN input shapes."""
     import mxnet as mx
     from mxnet import autograd, nd
-    from d2l_utils.batch_norm import batch_norm
+    from d2l_utils.layers import batch_norm
     functions = {'scratch batch_norm': batch_norm}
     try:
         from d2l_utils.fast_batch_norm import fast_batch_norm

@@ -3,16 +3,16 @@
 Names follow the course's ``d2lzh`` package (``load_data_fashion_mnist``, ``try_gpu``,
 ``evaluate_accuracy``, ``train_ch5``, ...), so every call maps to the book.
 Modules: ``data`` (Fashion-MNIST in memory), ``fashion_mnist_files`` (finding and verifying
-the files), ``device``, ``training``, ``plot``, ``batch_norm`` (the scratch code the notebooks
-teach), ``models`` (LeNet variants), ``checks`` (checkers for a learner's batch norm) and
-``bn_mistakes`` (real mistakes they catch), ``report`` (``python -m d2l_utils``).
+the files), ``device``, ``training``, ``plot``, ``layers`` (the scratch ``batch_norm`` and
+``BatchNorm`` the notebooks teach), ``models`` (LeNet variants), ``checks`` (checkers for a
+learner's batch norm) and ``bn_mistakes`` (real mistakes they catch), ``report`` (``python -m d2l_utils``).
 """
 from ._versions import check_environment
 
 check_environment()   # before mxnet is imported: a clear message instead of np.bool's traceback
 
 # noqa: E402 below: these imports must come after the environment check
-from .batch_norm import BatchNorm, batch_norm  # noqa: E402
+from .layers import BatchNorm, batch_norm  # noqa: E402
 from .checks import CheckReport, check_batch_norm, check_batch_norm_block  # noqa: E402
 from .data import ArrayDataIter, get_fashion_mnist_labels, load_data_fashion_mnist  # noqa: E402
 from .device import try_all_gpus, try_gpu  # noqa: E402

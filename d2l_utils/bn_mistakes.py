@@ -1,7 +1,7 @@
 """Seven real batch-norm mistakes, written out for a learner to find and a checker to name.
 
 Each is a small change to code the learner has: the functions and the layers built on them are
-copies of ``d2l_utils.batch_norm`` / ``d2l_utils.BatchNorm`` with one line changed (so a diff
+copies of ``d2l_utils.layers.batch_norm`` / ``d2l_utils.layers.BatchNorm`` with one line changed (so a diff
 against the reference shows the bug and nothing else); ``BookBatchNorm`` is the book's own layer
 (moving statistics as plain NDArrays starting at zero), and mistakes 4 and 5 are changes to it.
 Every docstring says the symptom a learner sees. ``MISTAKES`` lists them by number for the notebook
@@ -19,10 +19,10 @@ import mxnet as mx
 from mxnet import autograd, init, nd
 from mxnet.gluon import nn
 
-from .batch_norm import BatchNorm, _check_batch_norm_inputs, batch_norm
+from .layers import BatchNorm, _check_batch_norm_inputs, batch_norm
 
 
-# --- Mistakes in the function (1, 2, 3, 7): copies of d2l_utils.batch_norm with one line changed
+# --- Mistakes in the function (1, 2, 3, 7): copies of d2l_utils.layers.batch_norm with one line changed
 
 def batch_norm_negative_variance(X, gamma, beta, moving_mean, moving_var, eps, momentum):
     """Mistake 1: the variance written as ``(X - mean ** 2).mean(...)``.

@@ -6,7 +6,7 @@ variants its exercises ask about (where the BN layer goes, which layers get one)
 """
 from mxnet.gluon import nn
 
-from .batch_norm import BatchNorm
+from .layers import BatchNorm
 
 BN_CHOICES = (None, 'scratch', 'gluon')
 BN_POSITIONS = ('before_activation', 'after_activation')

@@ -11,7 +11,7 @@ from mxnet import autograd, gluon, init, nd
 from mxnet.gluon import nn
 
 from d2l_utils import bn_mistakes
-from d2l_utils.batch_norm import BatchNorm, batch_norm
+from d2l_utils.layers import BatchNorm, batch_norm
 from d2l_utils.checks import (BLOCK_PROPERTIES, FUNCTION_PROPERTIES, CheckReport,
                               check_batch_norm, check_batch_norm_block)
 from d2l_utils.data import load_data_fashion_mnist

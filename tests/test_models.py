@@ -3,7 +3,7 @@ import pytest
 from mxnet import autograd, init, nd
 from mxnet.gluon import nn
 
-from d2l_utils.batch_norm import BatchNorm
+from d2l_utils.layers import BatchNorm
 from d2l_utils.models import lenet
 
 BN_TYPES = (BatchNorm, nn.BatchNorm)

@@ -5,7 +5,7 @@ import mxnet as mx
 from mxnet import autograd, gluon, init, nd
 from mxnet.gluon import nn
 
-from d2l_utils.batch_norm import BatchNorm, batch_norm
+from d2l_utils.layers import BatchNorm, batch_norm
 
 EPS, MOMENTUM = 1e-5, 0.9
 # float32 agreement with MXNet's fused operator: measured max abs difference ~1e-6 on these sizes
