@@ -4,8 +4,9 @@ Names follow the course's ``d2lzh`` package (``load_data_fashion_mnist``, ``try_
 ``evaluate_accuracy``, ``train_ch5``, ...), so every call maps to the book.
 Modules: ``data`` (Fashion-MNIST in memory), ``fashion_mnist_files`` (finding and verifying
 the files), ``device``, ``training``, ``plot``, ``layers`` (the scratch ``batch_norm`` and
-``BatchNorm`` the notebooks teach), ``models`` (LeNet variants), ``checks`` (checkers for a
-learner's batch norm) and ``bn_mistakes`` (real mistakes they catch), ``report`` (``python -m d2l_utils``).
+``BatchNorm`` the notebooks teach), ``fast_batch_norm`` (the same layer with an explicit
+backward, for speed), ``models`` (LeNet variants), ``checks`` (checkers for a learner's batch norm) and
+``bn_mistakes`` (real mistakes they catch), ``report`` (``python -m d2l_utils``).
 """
 from ._versions import check_environment
 
@@ -16,6 +17,7 @@ from .layers import BatchNorm, batch_norm  # noqa: E402
 from .checks import CheckReport, check_batch_norm, check_batch_norm_block  # noqa: E402
 from .data import ArrayDataIter, get_fashion_mnist_labels, load_data_fashion_mnist  # noqa: E402
 from .device import try_all_gpus, try_gpu  # noqa: E402
+from .fast_batch_norm import FastBatchNorm  # noqa: E402
 from .fashion_mnist_files import (CorruptFileError, DataUnavailableError,  # noqa: E402
                                   ENV_VAR as FASHION_MNIST_ENV_VAR)
 from .models import lenet  # noqa: E402
