@@ -33,6 +33,9 @@ CONFIGS = {
     'd2l_utils, FastBatchNorm': ('d2l_utils', 'fast', False),
     'd2l_utils, nn.BatchNorm': ('d2l_utils', 'gluon', False),
     'd2l_utils, nn.BatchNorm, hybridized': ('d2l_utils', 'gluon', True),
+    # PyTorch (CPU build, requirements-torch.txt): skipped when torch is not installed
+    'PyTorch, scratch BatchNorm': ('torch', 'scratch', False),
+    'PyTorch, nn.BatchNorm2d/1d': ('torch', 'torch', False),
 }
 BATCH_SIZE, LR = 256, 1.0
 
@@ -86,13 +89,53 @@ def make_bn(kind):
     return kind   # 'scratch' or 'gluon': understood by d2l_utils.models.lenet
 
 
+def torch_available():
+    import importlib.util
+    return importlib.util.find_spec('torch') is not None
+
+
+def run_torch_config(bn_kind, epochs, train_subset, test_subset):
+    """Train LeNet in PyTorch on the d2l_utils batches (same arrays, batch order and recipe)."""
+    from d2l_utils import data, pytorch
+    train_iter, test_iter = (pytorch.as_torch_iter(it) for it in data.load_data_fashion_mnist(
+        BATCH_SIZE, train_subset=train_subset, test_subset=test_subset, seed=0))
+    pytorch.set_seed(0)
+    net = pytorch.lenet(bn=bn_kind)
+
+    def one_epoch():
+        pytorch.train(net, train_iter, test_iter, LR, 1, progress=False, verbose=False)
+    return one_epoch, lambda: pytorch.evaluate_accuracy(test_iter, net), 'cpu (torch)'
+
+
 def run_config(name, epochs, train_subset, test_subset):
     """Train one configuration in this process; return its measurements as a dict."""
+    data_path, bn_kind, hybridize = CONFIGS[name]
+    if data_path == 'torch':
+        one_epoch, test_accuracy, device_name = run_torch_config(
+            bn_kind, epochs, train_subset, test_subset)
+    else:
+        one_epoch, test_accuracy, device_name = run_mxnet_config(
+            data_path, bn_kind, hybridize, train_subset, test_subset)
+    one_epoch()   # warm-up: first-call allocation and operator setup
+    seconds = []
+    for _ in range(epochs):
+        start = time.time()
+        one_epoch()
+        seconds.append(time.time() - start)
+    test_acc = test_accuracy()
+    n_train = train_subset or 60000
+    median = statistics.median(seconds)
+    return dict(name=name, seconds=seconds, median=median, examples_per_sec=n_train / median,
+                test_acc=float(test_acc), device=device_name,
+                peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+def run_mxnet_config(data_path, bn_kind, hybridize, train_subset, test_subset):
+    """Build one MXNet configuration; return (one_epoch(), test_accuracy(), device name)."""
     import mxnet as mx
     from mxnet import gluon, init
     from d2l_utils import data, device, models
     from d2l_utils import training
-    data_path, bn_kind, hybridize = CONFIGS[name]
     ctx = device.try_gpu()
     training.set_seed(0)
     if data_path == 'book':
@@ -110,38 +153,27 @@ def run_config(name, epochs, train_subset, test_subset):
                                             shuffle=is_train, num_workers=4))
         train_iter, test_iter = loaders
 
-        def one_epoch(net, trainer):   # train_ch5 trains one epoch and evaluates, as the book
+        def train_one_epoch(net, trainer):   # train_ch5: one epoch and evaluation, as the book
             d2lzh.train_ch5(net, train_iter, test_iter, BATCH_SIZE, trainer, ctx, 1)
 
-        def test_accuracy(net):
+        def accuracy(net):
             return d2lzh.evaluate_accuracy(test_iter, net, ctx)
     else:
         train_iter, test_iter = data.load_data_fashion_mnist(
             BATCH_SIZE, ctx=ctx, train_subset=train_subset, test_subset=test_subset, seed=0)
 
-        def one_epoch(net, trainer):   # train one epoch and evaluate, like train_ch5
+        def train_one_epoch(net, trainer):   # one epoch and evaluation, like train_ch5
             training.train(net, train_iter, test_iter, trainer, ctx, 1, progress=False,
                            verbose=False)
 
-        def test_accuracy(net):
+        def accuracy(net):
             return training.evaluate_accuracy(test_iter, net, ctx)
     net = models.lenet(bn=make_bn(bn_kind))
     net.initialize(init.Xavier(), ctx=ctx)
     if hybridize:
         net.hybridize()
     trainer = gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': LR})
-    one_epoch(net, trainer)   # warm-up: first-call allocation and operator setup
-    seconds = []
-    for _ in range(epochs):
-        start = time.time()
-        one_epoch(net, trainer)
-        seconds.append(time.time() - start)
-    test_acc = test_accuracy(net)
-    n_train = train_subset or 60000
-    median = statistics.median(seconds)
-    return dict(name=name, seconds=seconds, median=median, examples_per_sec=n_train / median,
-                test_acc=float(test_acc), device=str(ctx),
-                peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return (lambda: train_one_epoch(net, trainer)), (lambda: accuracy(net)), str(ctx)
 
 
 def layer_times(repeats):
@@ -194,22 +226,27 @@ def write_markdown(path, results, layers, args):
     lines = ['# Benchmark: LeNet + batch normalization on Fashion-MNIST', '',
              'Made by `%s` on %s.' % (shlex.join(['python', 'benchmarks/bench_epoch.py'] + args),
                                      datetime.date.today()),
-             '', 'Machine: %s, %d cores, %s; Python %s, mxnet %s, numpy %s; device %s.' % (
-                 platform.machine(), os.cpu_count(), platform.platform(), platform.python_version(),
-                 mx.__version__, np.__version__, results[0]['device'] if results else '?'), '',
+             '', 'Machine: %s, %s, %d cores, %s; Python %s, mxnet %s, numpy %s%s.' % (
+                 cpu_model(), platform.machine(), os.cpu_count(), platform.platform(),
+                 platform.python_version(), mx.__version__, np.__version__, torch_version()), '',
              '## Seconds per epoch (train on %s images + evaluate on %s)' % (
                  args_value(args, '--train-subset') or '60,000', args_value(args, '--test-subset') or '10,000'),
-             '', '| configuration | s/epoch (median) | examples/s | test acc | peak memory (MB) |',
-             '| --- | ---: | ---: | ---: | ---: |']
+             '', '| configuration | device | s/epoch (median) | examples/s | test acc '
+             '| peak memory (MB) |', '| --- | --- | ---: | ---: | ---: | ---: |']
     for r in results:
-        lines.append('| %s | %.1f | %.0f | %.3f | %.0f |' % (
-            r['name'], r['median'], r['examples_per_sec'], r['test_acc'], r['peak_mb']))
+        lines.append('| %s | %s | %.1f | %.0f | %.3f | %.0f |' % (
+            r['name'], r['device'], r['median'], r['examples_per_sec'], r['test_acc'],
+            r['peak_mb']))
+    lines += ['', 'Peak memory is the training process\'s own; the book path\'s 4 DataLoader '
+              'workers are separate processes, not counted.']
     lines += ['', 'Ratios of seconds per epoch (above 1: the first takes longer):', '']
     for a, b in (('book path, nn.BatchNorm', 'd2l_utils, nn.BatchNorm'),
                  ('book path, book scratch BN', 'd2l_utils, scratch BatchNorm'),
                  ('d2l_utils, FastBatchNorm', 'd2l_utils, nn.BatchNorm'),
                  ('d2l_utils, scratch BatchNorm', 'd2l_utils, nn.BatchNorm'),
-                 ('d2l_utils, nn.BatchNorm, hybridized', 'd2l_utils, nn.BatchNorm')):
+                 ('d2l_utils, nn.BatchNorm, hybridized', 'd2l_utils, nn.BatchNorm'),
+                 ('d2l_utils, nn.BatchNorm', 'PyTorch, nn.BatchNorm2d/1d'),
+                 ('d2l_utils, FastBatchNorm', 'PyTorch, scratch BatchNorm')):
         value = ratio(a, b)
         if value is not None:
             lines.append('- %s / %s: %.2fx' % (a, b, value))
@@ -223,6 +260,25 @@ def write_markdown(path, results, layers, args):
                                           ' | '.join('%.2f' % row[k] for k in labels)))
     with open(path, 'w') as f:
         f.write('\n'.join(lines) + '\n')
+
+
+def cpu_model():
+    """The CPU's model name from /proc/cpuinfo (Linux), or the platform's processor string."""
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or 'unknown CPU'
+
+
+def torch_version():
+    if not torch_available():
+        return ''
+    import torch
+    return ', torch %s' % torch.__version__
 
 
 def args_value(args, flag):
@@ -243,9 +299,14 @@ def main(argv=None):
         print(json.dumps(run_config(args.child, args.epochs, args.train_subset, args.test_subset)))
         return 0
     results = []
+    unknown = [name for name in args.configs if name not in CONFIGS]
+    if unknown:
+        parser.error('unknown configuration(s) %s; choose from %s' % (unknown, list(CONFIGS)))
     for name in args.configs:
-        if name not in CONFIGS:
-            parser.error('unknown configuration %r; choose from %s' % (name, list(CONFIGS)))
+        if CONFIGS[name][0] == 'torch' and not torch_available():
+            print('%-40s skipped: torch is not installed (pip install -r requirements-torch.txt)'
+                  % name, flush=True)
+            continue
         cmd = [sys.executable, __file__, '--child', name, '--epochs', str(args.epochs)]
         for flag, value in (('--train-subset', args.train_subset), ('--test-subset', args.test_subset)):
             if value:
