@@ -4,9 +4,11 @@ Names follow the course's ``d2lzh`` package (``load_data_fashion_mnist``, ``try_
 ``evaluate_accuracy``, ``train_ch5``, ...), so every call maps to the book.
 Modules: ``data`` (Fashion-MNIST in memory), ``fashion_mnist_files`` (finding and verifying
 the files), ``device``, ``training``, ``plot``, ``layers`` (the scratch ``batch_norm`` and
-``BatchNorm`` the notebooks teach), ``fast_batch_norm`` (the same layer with an explicit
-backward, for speed), ``models`` (LeNet variants), ``checks`` (checkers for a learner's batch norm) and
-``bn_mistakes`` (real mistakes they catch), ``report`` (``python -m d2l_utils``).
+``BatchNorm`` the notebooks teach), ``fast_batch_norm`` (the same layer with a hand-written
+backward, for speed), ``models`` (LeNet variants), ``checks`` (checkers for a learner's batch
+norm) and ``bn_mistakes`` (real mistakes they catch), ``experiments`` (measuring tools for the
+exercises), ``parallel`` (several devices), ``pytorch`` (the appendix; needs torch), ``report``
+(``python -m d2l_utils``).
 """
 from ._versions import check_environment
 
@@ -21,6 +23,7 @@ from .fast_batch_norm import FastBatchNorm  # noqa: E402
 from .fashion_mnist_files import (CorruptFileError, DataUnavailableError,  # noqa: E402
                                   ENV_VAR as FASHION_MNIST_ENV_VAR)
 from .models import lenet  # noqa: E402
+from .parallel import CrossDeviceBatchNorm  # noqa: E402
 from .plot import (plot_history, set_figsize, show_fashion_mnist, show_images,  # noqa: E402
                    use_svg_display)
 from .training import (History, NonFiniteLossError, evaluate_accuracy, set_seed, train,  # noqa: E402

@@ -5,7 +5,12 @@ Differences from ``d2lzh`` (each one a fix):
 - the last partial batch is averaged over its real size (d2lzh divides by the full batch size);
 - a non-finite loss stops training at once, naming the epoch, batch and first bad layer;
 - ``train`` returns a ``History`` for plotting instead of only printing.
+
+``ctx`` may also be a list of devices (data parallelism, as ``d2lzh.train`` takes it): each batch
+is split across them, the Trainer sums the gradients over the devices, and evaluation splits
+the test batches the same way. With one device everything is as before.
 """
+import numbers
 import random
 import time
 
@@ -13,6 +18,7 @@ import numpy as np
 import mxnet as mx
 from mxnet import autograd, gluon, nd
 
+from .parallel import as_ctx_list, check_initialized_on, forward_parts, split_batch
 from .progress import Progress
 
 
@@ -63,28 +69,31 @@ def set_seed(seed):
     mx.random.seed(seed)
 
 
-def _as_ctx_list(ctx):
-    if ctx is None:
-        return [mx.cpu()]
-    return list(ctx) if isinstance(ctx, (list, tuple)) else [ctx]
-
-
 def evaluate_accuracy(data_iter, net, ctx=None):
     """Fraction of examples in ``data_iter`` whose argmax prediction equals the label.
 
     data_iter yields (X, y) with X (batch, ...) and y (batch,); ctx is a device (default the
-    CPU), as in the book. Runs in prediction mode. Counts are summed on the device and read
-    once at the end.
+    CPU), as in the book, or a list of devices: then each batch is split across them and every
+    device predicts its part with its own copy of the net (a batch with fewer examples than
+    devices uses the first ones). Runs in prediction mode. Counts are summed on the devices and
+    read once at the end.
     """
-    ctx = _as_ctx_list(ctx)[0]
-    correct, n = nd.zeros((1,), ctx=ctx), 0
+    ctx = as_ctx_list(ctx, 'evaluate_accuracy')
+    correct, n = [nd.zeros((1,), ctx=c) for c in ctx], 0
     for X, y in data_iter:
-        X, y = X.as_in_context(ctx), y.as_in_context(ctx)
-        correct += (net(X).argmax(axis=1) == y.astype('float32')).sum()
+        if len(ctx) == 1:
+            Xs, ys = [X.as_in_context(ctx[0])], [y.as_in_context(ctx[0])]
+        else:
+            Xs, ys = split_batch(X, y, ctx[:X.shape[0]], 'evaluate_accuracy')
+        for k, (y_hat, y_part) in enumerate(zip(forward_parts(net, Xs), ys)):
+            correct[k] += (y_hat.argmax(axis=1) == y_part.astype('float32')).sum()
         n += X.shape[0]
     if n == 0:
         raise ValueError('evaluate_accuracy got an empty data iterator')
-    return correct.asscalar() / n
+    total = correct[0]
+    for count in correct[1:]:
+        total = total + count.as_in_context(ctx[0])
+    return total.asscalar() / n
 
 
 def first_nonfinite_layer(net, X):
@@ -132,7 +141,7 @@ def first_nonfinite_layer(net, X):
     return None
 
 
-def _nonfinite_error(net, X, loss_value, epoch, batch, num_batches):
+def _nonfinite_error(net, X, loss_value, epoch, batch, num_batches, device=''):
     if not np.isfinite(X.asnumpy()).all():
         where = 'the input batch itself has non-finite values'
     else:
@@ -141,11 +150,30 @@ def _nonfinite_error(net, X, loss_value, epoch, batch, num_batches):
                  'no layer output was non-finite on a re-run (a hybridized network hides its '
                  'layers: call net.hybridize(active=False) to locate it)')
     return NonFiniteLossError(
-        'Training stopped: the loss is %s at epoch %d, batch %d of %d; %s. The trainer did not '
-        'apply this batch (a layer\'s moving statistics may already hold it). Common causes: a learning rate too large for this network, '
-        'a hand-written layer that takes the square root of a negative number (check a batch '
-        'norm\'s variance), or a log/division of zero.'
-        % (loss_value, epoch, batch, num_batches, where))
+        'Training stopped: the loss is %s at epoch %d, batch %d of %d%s; %s. The trainer did not '
+        'apply this batch (a layer\'s moving statistics may already hold it). Common causes: a '
+        'learning rate too large for this network, a hand-written layer that takes the square '
+        'root of a negative number (check a batch norm\'s variance), or a log/division of zero.'
+        % (loss_value, epoch, batch, num_batches, device, where))
+
+
+def _check_parallel_batches(train_iter, num_devices):
+    """Fail before training if the iterator's batches cannot all be split across the devices."""
+    batch_size = getattr(train_iter, 'batch_size', None)
+    num_examples = getattr(train_iter, 'num_examples', None)
+    if not (isinstance(batch_size, numbers.Integral)
+            and isinstance(num_examples, numbers.Integral)):
+        return   # an iterator that does not say: each batch is checked as it comes
+    last = num_examples % batch_size or batch_size
+    smallest = min(batch_size, last, num_examples)
+    if smallest < num_devices:
+        raise ValueError('train: the training batches (batch size %d, %d examples, so the '
+                         'smallest batch has %d) cannot be split across %d devices: each device '
+                         'needs at least one example. Use a batch size of at least %d and a '
+                         'training set size whose remainder modulo the batch size is 0 or at '
+                         'least %d, or fewer devices.'
+                         % (batch_size, num_examples, smallest, num_devices, num_devices,
+                            num_devices))
 
 
 def train(net, train_iter, test_iter, trainer, ctx=None, num_epochs=1, loss=None, name='',
@@ -153,35 +181,53 @@ def train(net, train_iter, test_iter, trainer, ctx=None, num_epochs=1, loss=None
     """Train ``net`` with ``trainer`` and return a ``History`` of per-epoch metrics.
 
     train_iter/test_iter yield (X, y), X (batch, ...) and y (batch,) class indices.
+    ctx: a device (default the CPU) or a list of devices for data parallelism: each batch is
+    split across them (part k, about batch/len(ctx) examples, on ctx[k]), each device computes
+    the loss and gradient of its part, and ``trainer.step`` sums the gradients over the devices
+    before one update. The net must be initialized on every device (``net.initialize(ctx=ctx)``)
+    and every batch must have at least len(ctx) examples. Layers with per-device state (BN's
+    running statistics) keep one copy per device; see ``d2l_utils.parallel``.
     loss: default softmax cross-entropy. progress: True/False/None (None: on in Jupyter or a
     terminal). check_finite: read the batch loss before each update and stop with
-    NonFiniteLossError if it is NaN or infinite (one small device sync per batch).
+    NonFiniteLossError if it is NaN or infinite (one small device sync per batch and device).
     verbose: print the book's per-epoch line.
     """
-    ctx = _as_ctx_list(ctx)[0]
+    ctx = as_ctx_list(ctx, 'train')
+    if len(ctx) > 1:
+        check_initialized_on(net, ctx, 'train')
+        _check_parallel_batches(train_iter, len(ctx))
     loss = loss or gluon.loss.SoftmaxCrossEntropyLoss()
     bar = Progress(progress)
     history = History(name)
     num_batches = len(train_iter) if hasattr(train_iter, '__len__') else 0
     for epoch in range(1, num_epochs + 1):
         start = time.time()
-        loss_sum, correct = nd.zeros((1,), ctx=ctx), nd.zeros((1,), ctx=ctx)
+        loss_sum, correct = nd.zeros((1,), ctx=ctx[0]), nd.zeros((1,), ctx=ctx[0])
         n = 0
         for batch, (X, y) in enumerate(train_iter, 1):
-            X, y = X.as_in_context(ctx), y.as_in_context(ctx)
+            if len(ctx) == 1:
+                Xs, ys = [X.as_in_context(ctx[0])], [y.as_in_context(ctx[0])]
+            else:
+                Xs, ys = split_batch(X, y, ctx, 'train')
             with autograd.record():
-                y_hat = net(X)
-                batch_loss = loss(y_hat, y).sum()
-            batch_loss.backward()
+                y_hats = forward_parts(net, Xs)
+                losses = [loss(y_hat, y_part).sum() for y_hat, y_part in zip(y_hats, ys)]
+            autograd.backward(losses)
             if check_finite:
-                value = batch_loss.asscalar()
+                values = [part_loss.asscalar() for part_loss in losses]
+                value = sum(values) if len(values) > 1 else values[0]
                 if not np.isfinite(value):
                     bar.close()
-                    raise _nonfinite_error(net, X, value, epoch, batch, num_batches)
+                    k = next(k for k, v in enumerate(values) if not np.isfinite(v))
+                    device = (' (first on %s, part %d of %d of the batch)'
+                              % (ctx[k], k + 1, len(ctx)) if len(ctx) > 1 else '')
+                    raise _nonfinite_error(net, Xs[k], value, epoch, batch, num_batches, device)
             # the real batch size, so a last partial batch gets a mean gradient too
             trainer.step(X.shape[0])
-            loss_sum += batch_loss
-            correct += (y_hat.argmax(axis=1) == y.astype('float32')).sum()
+            for y_hat, y_part, part_loss in zip(y_hats, ys, losses):
+                loss_sum += part_loss.as_in_context(ctx[0])
+                correct += (y_hat.argmax(axis=1) == y_part.astype('float32')).sum().as_in_context(
+                    ctx[0])
             n += X.shape[0]
             bar.update('epoch %d/%d' % (epoch, num_epochs), batch, num_batches or batch)
         train_loss, train_acc = loss_sum.asscalar() / n, correct.asscalar() / n
@@ -201,7 +247,8 @@ def train_ch5(net, train_iter, test_iter, batch_size, trainer, ctx, num_epochs, 
     """The book's ``train_ch5``: same arguments, same printed lines; returns a ``History``.
 
     ``batch_size`` is accepted for compatibility; each update uses the real size of its batch.
-    Extra keyword arguments go to ``train`` (e.g. ``progress=False``, ``name='scratch BN'``).
+    ctx: a device or a list of devices (see ``train``). Extra keyword arguments go to ``train``
+    (e.g. ``progress=False``, ``name='scratch BN'``).
     """
     del batch_size  # the book passes it to trainer.step; the real batch size is used instead
     print('training on', ctx)
