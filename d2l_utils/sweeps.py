@@ -1,0 +1,277 @@
+"""Many short trainings under one budget, compared: the experiments behind the exercises.
+
+Each exercise of the chapter asks a "what if": another learning rate, batch norm elsewhere, no
+bias, frozen ``gamma`` and ``beta``. The answer is a LeNet trained under the same budget (the
+same images in the same order, epochs, batch size and initial weights) as the runs it is compared
+with. ``fit`` trains one net through ``d2l_utils.train`` and records a run whose loss becomes NaN
+as diverged instead of stopping the notebook; ``Runner`` builds and trains LeNet variants under
+one budget and remembers them, so a run two exercises share is trained once. ``lr_range``,
+``sweep_table`` and ``plot_lr_sweep`` summarize a learning-rate sweep.
+"""
+import math
+import numbers
+
+import numpy as np
+from matplotlib import pyplot as plt
+from mxnet import gluon, init
+
+from .models import lenet
+from .plot import use_svg_display
+from .training import History, NonFiniteLossError, set_seed, train
+
+CHANCE_LOSS = math.log(10)   # cross-entropy of a uniform guess over Fashion-MNIST's 10 classes
+
+
+class Result:
+    """One training run.
+
+    name, lr: what was trained and with which learning rate.
+    history: a ``History`` of the epochs that finished (all of them unless the run diverged).
+    net: the trained net (as it was when training stopped).
+    diverged_epoch, error: the epoch in which the loss became NaN or infinite and the message of
+    the ``NonFiniteLossError``; both None if the run finished.
+    """
+
+    def __init__(self, name, lr, history, net, diverged_epoch=None, error=None):
+        self.name, self.lr, self.history, self.net = name, lr, history, net
+        self.diverged_epoch, self.error = diverged_epoch, error
+
+    @property
+    def diverged(self):
+        """True if training stopped because the loss became NaN or infinite."""
+        return self.diverged_epoch is not None
+
+    def final(self, key='test_acc'):
+        """The last epoch's value of a History metric; NaN if the run diverged."""
+        if self.diverged or not self.history.epochs:
+            return float('nan')
+        return self.history.last[key]
+
+    def best(self, key='test_acc'):
+        """The highest value of a metric over the finished epochs; NaN if there are none."""
+        values = self.history.column(key)
+        return max(values) if values else float('nan')
+
+    @property
+    def seconds(self):
+        """Training plus evaluation time of the finished epochs."""
+        return sum(self.history.column('seconds'))
+
+    def status(self, chance_acc=0.2):
+        """One word for the outcome: 'NaN', 'blew up', 'chance' or 'trains'.
+
+        'NaN': the loss became NaN or infinite (``diverged``). 'blew up': the final training loss
+        is above 1.1 * ln 10, worse than the uniform guess an untrained net makes (the sigmoid
+        bounds the hidden activations, so a too large learning rate makes the loss large, not
+        NaN). 'chance': the final test accuracy is below ``chance_acc``. 'trains': otherwise.
+        """
+        if self.diverged:
+            return 'NaN'
+        if self.final('train_loss') > 1.1 * CHANCE_LOSS:
+            return 'blew up'
+        if self.final('test_acc') < chance_acc:
+            return 'chance'
+        return 'trains'
+
+    def summary(self):
+        """One line: name, learning rate, and the outcome."""
+        head = '%-30s lr %-6g' % (self.name, self.lr)
+        if self.diverged:
+            return '%s diverged: NaN/inf loss in epoch %d' % (head, self.diverged_epoch)
+        return ('%s test acc %.3f (best %.3f), train loss %.3g  [%s, %.0f s]'
+                % (head, self.final('test_acc'), self.best('test_acc'),
+                   self.final('train_loss'), self.status(), self.seconds))
+
+    def __repr__(self):
+        return 'Result(%s)' % self.summary()
+
+
+def _check_lr(lr):
+    if not isinstance(lr, numbers.Real) or isinstance(lr, bool) or not lr > 0:
+        raise ValueError('the learning rate must be a positive number, e.g. 1.0; got %r' % (lr,))
+    return float(lr)
+
+
+def fit(net, train_iter, test_iter, lr, num_epochs, ctx=None, name=''):
+    """Train an initialized ``net`` with SGD at learning rate ``lr``; return a ``Result``.
+
+    train_iter/test_iter yield (X, y), X (batch, 1, 28, 28) and y (batch,). Each epoch is one
+    call of ``d2l_utils.train``. If the loss becomes NaN or infinite (``NonFiniteLossError``)
+    the run stops and the Result records the epoch and the message instead of raising.
+    Parameters with grad_req='null' are not updated.
+    """
+    lr = _check_lr(lr)
+    if not isinstance(num_epochs, numbers.Integral) or num_epochs < 1:
+        raise ValueError('fit: num_epochs must be a positive integer; got %r' % (num_epochs,))
+    trainer = gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': lr})
+    history = History(name)
+    for epoch in range(1, num_epochs + 1):
+        try:
+            one = train(net, train_iter, test_iter, trainer, ctx, 1, name=name, progress=False,
+                        verbose=False)
+        except NonFiniteLossError as error:
+            # train() counted this epoch as its epoch 1; say which epoch of the run it was
+            message = str(error).replace('at epoch 1,', 'at epoch %d,' % epoch, 1)
+            return Result(name, lr, history, net, diverged_epoch=epoch, error=message)
+        history.epochs.append(dict(one.epochs[0], epoch=epoch))
+    return Result(name, lr, history, net)
+
+
+def _hashable(value):
+    """A dict key for a lenet() argument: lists become tuples; callables count by identity."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_hashable(v) for v in value)
+    return value
+
+
+class Runner:
+    """Train LeNet variants under one budget and remember every run.
+
+    load_data: a callable returning fresh (train_iter, test_iter) that replay the same batches
+        in the same order on every call (``load_data_fashion_mnist(..., seed=0)`` does).
+    num_epochs: epochs of every run. seed: set before each net is built, so every variant starts
+        from the same random state (the same initial weights where the layers agree).
+    verbose: print each run's ``Result.summary()``.
+
+    ``run`` returns the stored Result when called again with the same learning rate, ``prepare``
+    and ``lenet`` arguments: with the same seed and data order a second training gives the same
+    numbers on a CPU (tests/test_sweeps.py checks this), so it is not trained twice.
+    """
+
+    def __init__(self, load_data, num_epochs, ctx=None, seed=0, verbose=True):
+        if not callable(load_data):
+            raise TypeError('Runner: load_data must be a function returning fresh (train_iter, '
+                            'test_iter); got %s' % type(load_data).__name__)
+        if not isinstance(num_epochs, numbers.Integral) or num_epochs < 1:
+            raise ValueError('Runner: num_epochs must be a positive integer; got %r'
+                             % (num_epochs,))
+        self.load_data, self.num_epochs = load_data, num_epochs
+        self.ctx, self.seed, self.verbose = ctx, seed, verbose
+        self.results = {}   # (lr, prepare, lenet arguments) -> Result
+
+    def build(self, prepare=None, sample=None, **lenet_kwargs):
+        """Seed, build ``lenet(**lenet_kwargs)``, initialize it (Xavier) and run it once in
+        prediction mode (no statistics change) on ``sample`` (a batch (n, 1, 28, 28); default the
+        first test image) so every parameter has its shape; then call ``prepare(net)`` if given
+        (e.g. to freeze parameters). Returns the net."""
+        if sample is None:
+            sample = next(iter(self.load_data()[1]))[0][:1]
+        set_seed(self.seed)
+        net = lenet(**lenet_kwargs)
+        net.initialize(init.Xavier(), ctx=self.ctx)
+        net(sample if self.ctx is None else sample.as_in_context(self.ctx))
+        if prepare is not None:
+            prepare(net)
+        return net
+
+    def run(self, name, lr=1.0, prepare=None, **lenet_kwargs):
+        """Train ``lenet(**lenet_kwargs)`` at learning rate ``lr``; return its ``Result``.
+
+        prepare: optional function net -> None, called after initialization and before training.
+        A run with the same lr, prepare and lenet arguments as an earlier one is not trained
+        again: the earlier Result is returned (and its reuse printed).
+        """
+        lr = _check_lr(lr)
+        key = (lr, prepare, tuple(sorted((k, _hashable(v)) for k, v in lenet_kwargs.items())))
+        if key in self.results:
+            result = self.results[key]
+            if self.verbose:
+                print('%-30s lr %-6g same run as %r: reused' % (name, lr, result.name))
+            return result
+        train_iter, test_iter = self.load_data()
+        net = self.build(prepare, next(iter(test_iter))[0][:1], **lenet_kwargs)
+        result = fit(net, train_iter, test_iter, lr, self.num_epochs, self.ctx, name)
+        self.results[key] = result
+        if self.verbose:
+            print(result.summary())
+        return result
+
+    def sweep(self, name, lrs, prepare=None, **lenet_kwargs):
+        """``run`` at each learning rate in ``lrs``; returns {lr: Result} in the order given."""
+        lrs = list(lrs)
+        if not lrs:
+            raise ValueError('Runner.sweep: lrs is empty; give learning rates, e.g. '
+                             '[0.1, 0.3, 1, 3, 10]')
+        return {lr: self.run(name, lr, prepare, **lenet_kwargs) for lr in lrs}
+
+
+def count_parameters(net):
+    """(learned, not learned): the number of values in the initialized net's parameters with a
+    gradient (grad_req 'write' or 'add') and without one ('null': moving statistics, frozen)."""
+    learned = fixed = 0
+    for param in net.collect_params().values():
+        if param.grad_req == 'null':
+            fixed += param.data().size
+        else:
+            learned += param.data().size
+    return learned, fixed
+
+
+def lr_range(sweep, ok=lambda result: result.status() == 'trains'):
+    """(lowest, highest) learning rate of a sweep {lr: Result} whose Result satisfies ``ok``;
+    None if none does. A gap inside the range is not reported: look at the table."""
+    good = [lr for lr, result in sweep.items() if ok(result)]
+    return (min(good), max(good)) if good else None
+
+
+def sweep_table(sweeps, key='test_acc', chance_acc=0.2):
+    """A text table of sweeps {variant: {lr: Result}}: one row per learning rate, one column per
+    variant, each cell the final ``key`` (test accuracy by default) and the run's status."""
+    lrs = sorted({lr for sweep in sweeps.values() for lr in sweep})
+    width = max(22, max(len(v) for v in sweeps) + 2)
+    lines = ['%8s' % 'lr' + ''.join('%*s' % (width, v) for v in sweeps)]
+    for lr in lrs:
+        cells = []
+        for sweep in sweeps.values():
+            result = sweep.get(lr)
+            if result is None:
+                cells.append('-')
+            elif result.diverged:
+                cells.append('NaN in epoch %d' % result.diverged_epoch)
+            else:
+                cells.append('%.3f (%s)' % (result.final(key), result.status(chance_acc)))
+        lines.append('%8g' % lr + ''.join('%*s' % (width, c) for c in cells))
+    return '\n'.join(lines)
+
+
+def plot_lr_sweep(sweeps, title='Learning-rate sweep', chance_acc=0.1):
+    """Final test accuracy and final training loss against the learning rate (log axis).
+
+    sweeps: {variant: {lr: Result}}, e.g. {'BN': runner.sweep(...), 'no BN': ...}. A run whose
+    loss became NaN is marked with an x at the bottom of both panels. The dotted lines are a
+    uniform guess: accuracy ``chance_acc`` and loss ln 10. Returns the two Axes.
+    """
+    if not sweeps:
+        raise ValueError('plot_lr_sweep got no sweeps; pass {variant name: {lr: Result}}')
+    use_svg_display()
+    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(10, 3.6))
+    colors = plt.rcParams['axes.prop_cycle'].by_key()['color']
+    for i, (variant, sweep) in enumerate(sweeps.items()):
+        color = colors[i % len(colors)]
+        lrs = sorted(sweep)
+        ok = [lr for lr in lrs if not sweep[lr].diverged]
+        ax_acc.plot(ok, [sweep[lr].final('test_acc') for lr in ok], 'o-', color=color,
+                    label=variant)
+        ax_loss.plot(ok, [sweep[lr].final('train_loss') for lr in ok], 'o-', color=color,
+                     label=variant)
+        bad = [lr for lr in lrs if sweep[lr].diverged]
+        if bad:   # at the bottom edge: x in data units, y in axes units (0 = bottom)
+            for ax, label in ((ax_acc, '%s: NaN loss' % variant), (ax_loss, None)):
+                ax.plot(bad, [0.0] * len(bad), 'x', color=color, markersize=9, mew=2,
+                        clip_on=False, transform=ax.get_xaxis_transform(), label=label)
+    ax_acc.axhline(chance_acc, color='gray', linestyle=':', label='chance (%.1f)' % chance_acc)
+    ax_loss.axhline(CHANCE_LOSS, color='gray', linestyle=':', label='uniform guess (ln 10)')
+    ax_acc.set_ylim(0, 1)
+    ax_acc.set_ylabel('test accuracy (fraction)')
+    ax_acc.set_title('test accuracy after the budget')
+    ax_loss.set_yscale('log')
+    ax_loss.set_ylabel('train loss per example (log)')
+    ax_loss.set_title('training loss in the last epoch')
+    for ax in (ax_acc, ax_loss):
+        ax.set_xscale('log')
+        ax.set_xlabel('learning rate (log scale)')
+        ax.grid(True, which='both', alpha=0.3)
+        ax.legend(fontsize='small')
+    fig.suptitle(title)
+    fig.tight_layout()
+    return ax_acc, ax_loss
