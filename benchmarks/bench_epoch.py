@@ -216,7 +216,7 @@ def layer_times(repeats):
     return rows
 
 
-def write_markdown(path, results, layers, args):
+def write_markdown(path, results, layers, args, load_before=None):
     import mxnet as mx
     import numpy as np
     by_name = {r['name']: r for r in results}
@@ -228,7 +228,8 @@ def write_markdown(path, results, layers, args):
                                      datetime.date.today()),
              '', 'Machine: %s, %s, %d cores, %s; Python %s, mxnet %s, numpy %s%s.' % (
                  cpu_model(), platform.machine(), os.cpu_count(), platform.platform(),
-                 platform.python_version(), mx.__version__, np.__version__, torch_version()), '',
+                 platform.python_version(), mx.__version__, np.__version__, torch_version()),
+             '', load_line(load_before), '',
              '## Seconds per epoch (train on %s images + evaluate on %s)' % (
                  args_value(args, '--train-subset') or '60,000', args_value(args, '--test-subset') or '10,000'),
              '', '| configuration | device | s/epoch (median) | examples/s | test acc '
@@ -274,6 +275,15 @@ def cpu_model():
     return platform.processor() or 'unknown CPU'
 
 
+def load_line(load_before):
+    """The 1-minute load average before and after the run: other work on the machine inflates
+    every time in the table and can skew the ratios (configurations run one after another)."""
+    after = os.getloadavg()[0]
+    before = 'unknown' if load_before is None else '%.1f' % load_before
+    return ('Load average (1 min) before the run %s, after %.1f, on %d cores; near 0 means the '
+            'machine was otherwise idle.' % (before, after, os.cpu_count()))
+
+
 def torch_version():
     if not torch_available():
         return ''
@@ -298,6 +308,7 @@ def main(argv=None):
     if args.child:
         print(json.dumps(run_config(args.child, args.epochs, args.train_subset, args.test_subset)))
         return 0
+    load_before = os.getloadavg()[0]
     results = []
     unknown = [name for name in args.configs if name not in CONFIGS]
     if unknown:
@@ -320,7 +331,7 @@ def main(argv=None):
         print('%-40s %6.1f s/epoch  test acc %.3f  peak %4.0f MB'
               % (name, result['median'], result['test_acc'], result['peak_mb']), flush=True)
     layers = layer_times(args.layer_repeats) if args.layer_repeats else []
-    write_markdown(args.out, results, layers, sys.argv[1:] if argv is None else argv)
+    write_markdown(args.out, results, layers, sys.argv[1:] if argv is None else argv, load_before)
     print('written', args.out)
     return 0
 
