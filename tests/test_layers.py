@@ -5,6 +5,8 @@ import mxnet as mx
 from mxnet import autograd, gluon, init, nd
 from mxnet.gluon import nn
 
+# numerical_gradient, relative_error: the package's own (tested in test_experiments.py)
+from d2l_utils.experiments import numerical_gradient, relative_error
 from d2l_utils.layers import BatchNorm, batch_norm
 
 EPS, MOMENTUM = 1e-5, 0.9
@@ -135,28 +137,6 @@ def test_untrained_layer_predicts_like_gluon_batchnorm_not_hundreds_of_times_lar
     X = random_input(SHAPES['conv'])
     ours, ref = paired_layers(X.shape)
     np.testing.assert_allclose(ours(X).asnumpy(), ref(X).asnumpy(), rtol=RTOL, atol=ATOL)
-
-
-def numerical_gradient(f, x, h=1e-6):
-    """Central differences of the scalar f() w.r.t. the float64 NDArray x, entry by entry."""
-    grad = np.zeros(x.shape)
-    values = x.asnumpy()
-    for index in np.ndindex(*x.shape):
-        original = values[index]
-        values[index] = original + h
-        x[:] = values
-        plus = f()
-        values[index] = original - h
-        x[:] = values
-        minus = f()
-        values[index] = original
-        x[:] = values
-        grad[index] = (plus - minus) / (2 * h)
-    return grad
-
-
-def relative_error(a, b):
-    return np.abs(a - b).max() / max(np.abs(a).max() + np.abs(b).max(), 1e-12)
 
 
 @pytest.mark.parametrize('shape', [(4, 3), (3, 2, 2, 2)])
