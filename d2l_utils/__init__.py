@@ -26,7 +26,8 @@ from .models import lenet  # noqa: E402
 from .parallel import CrossDeviceBatchNorm  # noqa: E402
 from .plot import (plot_history, set_figsize, show_fashion_mnist, show_images,  # noqa: E402
                    use_svg_display)
-from .training import (History, NonFiniteLossError, evaluate_accuracy, set_seed, train,  # noqa: E402
-                    train_ch5)
+from .recalibration import recalibrate_batch_norm  # noqa: E402
+from .training import (History, NonFiniteLossError, evaluate_accuracy,  # noqa: E402
+                       recalibrated_accuracy, set_seed, train, train_ch5)
 
 __version__ = '0.1.0'

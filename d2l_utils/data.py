@@ -60,6 +60,15 @@ class ArrayDataIter:
     def __len__(self):
         return -(-self.num_examples // self.batch_size)
 
+    def in_order(self):
+        """The same examples and batch size, unshuffled: every ``iter()`` gives the same batches.
+
+        Shares the arrays (no copy) and draws nothing from this iterator's random generator, so
+        using it (e.g. to recalibrate BN statistics) does not change this iterator's next
+        shuffle.
+        """
+        return ArrayDataIter(self.X, self.y, self.batch_size, shuffle=False, resize=self.resize)
+
     def __iter__(self):
         n = self.num_examples
         if self.shuffle:

@@ -14,6 +14,7 @@ METRICS = {
     'train_loss': ('train loss', 'loss'),
     'train_acc': ('train acc', 'accuracy'),
     'test_acc': ('test acc', 'accuracy'),
+    'test_acc_recalibrated': ('test acc (recalibrated BN)', 'accuracy'),
     'seconds': ('seconds per epoch', 'seconds'),
     'examples_per_sec': ('training speed', 'speed'),
 }
@@ -162,7 +163,8 @@ def plot_history(histories, metrics=('train_loss', 'train_acc', 'test_acc'), tit
         ax.set_title(panel)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize='small')
+        # below the axes, so a legend never hides the curves it names
+        ax.legend(fontsize='small', loc='upper center', bbox_to_anchor=(0.5, -0.2), ncol=1)
     if title is None:
         title = 'Training curves' + (': ' + runs[0][0] if len(runs) == 1 and runs[0][0] else '')
     fig.suptitle(title)

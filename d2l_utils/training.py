@@ -18,8 +18,10 @@ import numpy as np
 import mxnet as mx
 from mxnet import autograd, gluon, nd
 
+from .experiments import restoring_state
 from .parallel import as_ctx_list, check_initialized_on, forward_parts, split_batch
 from .progress import Progress
+from .recalibration import recalibrate_batch_norm
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -29,11 +31,14 @@ class NonFiniteLossError(FloatingPointError):
 class History:
     """Per-epoch metrics of one training run.
 
-    epochs: list of dicts with keys 'epoch' (1-based), 'train_loss', 'train_acc', 'test_acc',
-    'seconds' (training plus evaluation, as the book prints) and 'examples_per_sec' (training).
+    epochs: list of dicts with keys 'epoch' (1-based), 'train_loss', 'train_acc', 'test_acc'
+    (prediction mode, with the layers' moving statistics), 'seconds' (training plus evaluation,
+    as the book prints) and 'examples_per_sec' (training); with ``train(..., recalibrate=k)``
+    also 'test_acc_recalibrated' (with statistics re-estimated over k training batches).
     """
 
     KEYS = ('epoch', 'train_loss', 'train_acc', 'test_acc', 'seconds', 'examples_per_sec')
+    OPTIONAL_KEYS = ('test_acc_recalibrated',)
 
     def __init__(self, name=''):
         self.name, self.epochs = name, []
@@ -176,8 +181,43 @@ def _check_parallel_batches(train_iter, num_devices):
                             num_devices))
 
 
+def recalibrated_accuracy(net, test_iter, recalibrate_iter, num_batches, ctx=None):
+    """Test accuracy with BN statistics re-estimated over ``num_batches`` training batches.
+
+    The net's own moving statistics are saved first and put back afterwards, so the net (and a
+    training run that measures this every epoch) is left exactly as it was. See
+    ``recalibrate_batch_norm`` for how the statistics are measured.
+    """
+    with restoring_state(net):
+        recalibrate_batch_norm(net, recalibrate_iter, num_batches, ctx=ctx)
+        return evaluate_accuracy(test_iter, net, ctx)
+
+
+def _recalibration_batches(train_iter, recalibrate, recalibrate_iter):
+    """The batches to recalibrate on each epoch, or None when recalibration is off."""
+    if recalibrate is None or recalibrate is False or recalibrate == 0:
+        return None
+    if not (isinstance(recalibrate, numbers.Integral) and not isinstance(recalibrate, bool)
+            and recalibrate > 0):
+        raise ValueError('train: recalibrate must be a positive number of training batches '
+                         '(e.g. 50), or None to measure only the moving-average test accuracy; '
+                         'got %r.' % (recalibrate,))
+    if recalibrate_iter is not None:
+        return recalibrate_iter
+    if hasattr(train_iter, 'in_order'):
+        # a fixed order: iterating train_iter itself would draw its next shuffle early and
+        # change the training run
+        return train_iter.in_order()
+    raise ValueError('train: recalibrate=%d needs batches to measure the statistics on, and '
+                     'train_iter (a %s) cannot give them without changing its own order. Pass '
+                     'recalibrate_iter=..., an iterable of training batches in a fixed order '
+                     '(e.g. a second, unshuffled iterator over the training data).'
+                     % (recalibrate, type(train_iter).__name__))
+
+
 def train(net, train_iter, test_iter, trainer, ctx=None, num_epochs=1, loss=None, name='',
-          progress=None, check_finite=True, verbose=True):
+          progress=None, check_finite=True, verbose=True, recalibrate=None,
+          recalibrate_iter=None):
     """Train ``net`` with ``trainer`` and return a ``History`` of per-epoch metrics.
 
     train_iter/test_iter yield (X, y), X (batch, ...) and y (batch,) class indices.
@@ -191,8 +231,15 @@ def train(net, train_iter, test_iter, trainer, ctx=None, num_epochs=1, loss=None
     terminal). check_finite: read the batch loss before each update and stop with
     NonFiniteLossError if it is NaN or infinite (one small device sync per batch and device).
     verbose: print the book's per-epoch line.
+    recalibrate: None, or a number k of training batches: after each epoch also measure the
+    test accuracy with every BN layer's statistics re-estimated over k training batches
+    (``recalibrate_batch_norm``), as 'test_acc_recalibrated'. The net's own moving statistics
+    are saved and restored around the measurement, so the run trains exactly as without it.
+    recalibrate_iter: the batches for that (default: ``train_iter.in_order()``, the training
+    data in a fixed order, for a ``load_data_fashion_mnist`` iterator).
     """
     ctx = as_ctx_list(ctx, 'train')
+    recalibrate_iter = _recalibration_batches(train_iter, recalibrate, recalibrate_iter)
     if len(ctx) > 1:
         check_initialized_on(net, ctx, 'train')
         _check_parallel_batches(train_iter, len(ctx))
@@ -235,11 +282,17 @@ def train(net, train_iter, test_iter, trainer, ctx=None, num_epochs=1, loss=None
         test_acc = evaluate_accuracy(test_iter, net, ctx)
         row = dict(epoch=epoch, train_loss=train_loss, train_acc=train_acc, test_acc=test_acc,
                    seconds=time.time() - start, examples_per_sec=n / train_seconds)
+        if recalibrate_iter is not None:
+            # measured after 'seconds', so the book's time per epoch stays comparable
+            row['test_acc_recalibrated'] = recalibrated_accuracy(
+                net, test_iter, recalibrate_iter, recalibrate, ctx)
         history.epochs.append(row)
         bar.close()
         if verbose:
-            print('epoch %d, loss %.4f, train acc %.3f, test acc %.3f, time %.1f sec'
-                  % (epoch, train_loss, train_acc, test_acc, row['seconds']))
+            recalibrated = ('' if recalibrate_iter is None else
+                            ' (recalibrated %.3f)' % row['test_acc_recalibrated'])
+            print('epoch %d, loss %.4f, train acc %.3f, test acc %.3f%s, time %.1f sec'
+                  % (epoch, train_loss, train_acc, test_acc, recalibrated, row['seconds']))
     return history
 
 

@@ -1,0 +1,176 @@
+"""Recalibrated batch-norm statistics (PreciseBN): the population mean and variance, measured.
+
+A BN layer predicts with exponential moving averages of its batch statistics. With momentum
+0.9 an average remembers about the last 10 batches, computed while the weights were still
+moving; at the book's learning rate 1.0 the weights move faster than that, so the averages
+lag and prediction-mode accuracy jumps from epoch to epoch. Wu & Johnson (2021, "Rethinking
+'Batch' in BatchNorm", section 3) call the remedy PreciseBN: freeze the weights and measure
+the statistics of every BN layer's inputs over many training batches.
+
+``recalibrate_batch_norm`` does that by watching each BN layer's *input*. It never relies on
+how a layer updates its own statistics (MXNet's CPU ``nn.BatchNorm`` updates them in backward
+and stores the biased variance; a cuDNN GPU updates them in forward and stores the unbiased
+one), so it gives the same result for every kind of BN layer on every device.
+"""
+import numbers
+
+import numpy as np
+from mxnet import autograd, gluon, nd
+from mxnet.gluon import nn
+
+from .layers import BatchNorm
+
+__all__ = ['recalibrate_batch_norm', 'batch_norm_layers']
+
+
+def batch_norm_layers(net):
+    """The BN layers in ``net``, in the order ``net.apply`` visits them.
+
+    Returns a list of (layer, mean Parameter, variance Parameter): the scratch ``BatchNorm``
+    and its subclasses (``FastBatchNorm``, ``CrossDeviceBatchNorm``) hold ``moving_mean``,
+    ``moving_var`` of shape (1, C) or (1, C, 1, 1); ``nn.BatchNorm`` (and layers built on it,
+    such as ``SyncBatchNorm``) holds ``running_mean``, ``running_var`` of shape (C,).
+    """
+    found = []
+
+    def visit(block):
+        if isinstance(block, BatchNorm):
+            found.append((block, block.moving_mean, block.moving_var))
+        elif isinstance(block, nn.BatchNorm):
+            found.append((block, block.running_mean, block.running_var))
+
+    net.apply(visit)
+    return found
+
+
+class PopulationStatistics:
+    """Per-channel mean and population variance of everything one layer was given, in float64.
+
+    ``add(X)`` takes one input X, (N, C) or (N, C, H, W) (channel axis 1); the statistics are
+    over the N examples and every position. Batches are combined with Chan et al.'s pairwise
+    update of (count, mean, sum of squared deviations), so a hundred batches of 256 large
+    activations lose no precision to a running sum of squares.
+    """
+
+    def __init__(self, num_channels):
+        self.count = 0
+        self.mean = np.zeros(num_channels)
+        self.sum_sq_dev = np.zeros(num_channels)   # sum of (x - mean)^2
+
+    def add(self, X):
+        x = X.asnumpy().astype(np.float64)
+        x = np.moveaxis(x, 1, 0).reshape(x.shape[1], -1)   # (C, N*H*W)
+        n = x.shape[1]
+        mean = x.mean(axis=1)
+        sum_sq_dev = np.square(x - mean[:, None]).sum(axis=1)
+        total = self.count + n
+        delta = mean - self.mean
+        self.mean = self.mean + delta * (n / total)
+        self.sum_sq_dev = self.sum_sq_dev + sum_sq_dev + np.square(delta) * (self.count * n / total)
+        self.count = total
+
+    @property
+    def var(self):
+        """Population variance (divided by the count), shape (C,)."""
+        return self.sum_sq_dev / self.count
+
+
+def net_devices(net):
+    """The devices ``net``'s Parameters live on (deferred ones: where they will be created).
+
+    Raises ValueError, saying what to call, if a Parameter was never initialized.
+    """
+    devices = None
+    for name, param in net.collect_params().items():
+        try:
+            ctx = param.list_ctx()
+        except RuntimeError:
+            raise ValueError('recalibrate_batch_norm: the net is not initialized (parameter %s '
+                             'has no value). Call net.initialize(...) and train it first; '
+                             'recalibrating an untrained net measures nothing useful.'
+                             % name) from None
+        devices = devices or list(ctx)
+    return devices
+
+
+def recalibrate_batch_norm(net, batches, num_batches=100, ctx=None):
+    """Set every BN layer's moving mean and variance to its inputs' population statistics.
+
+    net: an initialized net containing ``BatchNorm``, ``FastBatchNorm``,
+        ``CrossDeviceBatchNorm`` or ``nn.BatchNorm`` layers (not inside a hybridized block:
+        a hybridized graph hides its layers' inputs).
+    batches: any iterable of (X, y) training batches, e.g. a data iterator or a list; X
+        (batch, ...) as the net takes it. Only X is used. The first ``num_batches`` are used.
+    num_batches: how many batches to measure (a positive integer; 100 batches of 256 are
+        25,600 examples, plenty for per-channel statistics).
+    ctx: the device(s) to run on; default the devices the net lives on. With several devices
+        each batch is split across them, as training does.
+
+    The forward passes run in training mode (each layer normalizes with its batch's
+    statistics, as in training) with every learned parameter frozen: no gradient is recorded,
+    so weights, gamma/beta, their gradients and the trainer are untouched. Each layer's
+    statistics are the mean and the population variance (divided by the count) of its input
+    over all examples (and positions) seen, accumulated in float64. They are written into every
+    device's copy, shaped as the layer stores them. Returns the number of batches used.
+    """
+    if not (isinstance(num_batches, numbers.Integral) and not isinstance(num_batches, bool)):
+        raise TypeError('recalibrate_batch_norm: num_batches must be a positive integer '
+                        '(how many training batches to measure, e.g. 100); got %r.'
+                        % (num_batches,))
+    if num_batches < 1:
+        raise ValueError('recalibrate_batch_norm: num_batches must be at least 1 (how many '
+                         'training batches to measure, e.g. 100); got %d.' % num_batches)
+    layers = batch_norm_layers(net)
+    if not layers:
+        raise ValueError('recalibrate_batch_norm: %s (a %s) contains no batch normalization '
+                         'layer (BatchNorm, FastBatchNorm, CrossDeviceBatchNorm or '
+                         'nn.BatchNorm), so there are no statistics to recalibrate.'
+                         % (net.name, type(net).__name__))
+    devices = net_devices(net) if ctx is None else list(ctx) if isinstance(ctx, (list, tuple)) else [ctx]
+    stats, handles = {}, []
+
+    def watch(layer, inputs):
+        X = inputs[0]
+        if not isinstance(X, nd.NDArray):
+            raise ValueError('recalibrate_batch_norm: layer %s sees a %s, not an NDArray: it '
+                             'runs inside a hybridized block, whose graph hides its inputs. '
+                             'Call net.hybridize(active=False) first (and net.hybridize() '
+                             'afterwards).' % (layer.name, type(X).__name__))
+        if layer not in stats:
+            stats[layer] = PopulationStatistics(X.shape[1])
+        stats[layer].add(X)
+
+    for layer, _, _ in layers:
+        handles.append(layer.register_forward_pre_hook(watch))
+    used = 0
+    try:
+        with autograd.train_mode():   # batch statistics, as in training; nothing recorded
+            for X, _ in batches:
+                if used == num_batches:
+                    break
+                # as training splits a batch (a device gets at most one example more); a batch
+                # smaller than the number of devices uses the first devices
+                for part in gluon.utils.split_and_load(X, devices[:X.shape[0]], even_split=False):
+                    net(part)
+                used += 1
+    finally:
+        for handle in handles:
+            handle.detach()
+    if used == 0:
+        raise ValueError('recalibrate_batch_norm: batches yielded no batch. Pass training '
+                         'batches, e.g. train_iter (an iterator that was already exhausted, '
+                         'such as a used generator, yields nothing).')
+    for layer, mean_param, var_param in layers:
+        if layer not in stats:
+            raise ValueError('recalibrate_batch_norm: layer %s never ran in a forward pass of '
+                             'the net, so its statistics cannot be measured.' % layer.name)
+        measured = stats[layer]
+        for param, value in ((mean_param, measured.mean), (var_param, measured.var)):
+            if value.size != int(np.prod(param.shape)):
+                raise ValueError('recalibrate_batch_norm: layer %s stores %s with shape %s, '
+                                 'but its input has %d channels on axis 1. Only channel axis 1 '
+                                 '(N, C) / (N, C, H, W) is supported.'
+                                 % (layer.name, param.name, param.shape, value.size))
+            param.set_data(nd.array(value.reshape(param.shape), dtype=param.dtype))
+    return used
+
