@@ -1,16 +1,24 @@
 """Find, verify, download and decode the four Fashion-MNIST IDX files.
 
-Sources are tried in a fixed order (see ``find_fashion_mnist``). Every file is verified by the
+Sources are tried in a fixed order (see ``fetch_file``). Every file is verified by the
 SHA-256 of its *decompressed* content: mirrors (and Debian's package) recompress the ``.gz``
 files, so archive checksums differ between sources while the content does not.
 No function here imports mxnet: the files are plain numpy arrays.
+
+Downloads are written atomically (a hidden ``.part`` temp file beside the target, renamed once
+verified) and have an overall deadline as well as a per-read timeout. A ``.part`` file left by
+a killed download is removed by the next ``fetch_file``.
 """
+import functools
 import gzip
 import hashlib
 import http.client
 import os
+import socket
+import ssl
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -18,6 +26,11 @@ import warnings
 import zlib
 
 import numpy as np
+
+__all__ = ['ENV_VAR', 'DEBIAN_DIR', 'FILES', 'MIRRORS', 'DOWNLOAD_DEADLINE', 'DataUnavailableError',
+           'CorruptFileError', 'CacheNotWritableError', 'mxnet_cache_dir', 'candidate_dirs',
+           'local_copies', 'read_verified', 'download', 'remove_stale_parts', 'fetch_file',
+           'parse_idx', 'load_arrays']
 
 ENV_VAR = 'FASHION_MNIST_DIR'
 DEBIAN_DIR = '/usr/share/datasets/fashion-mnist'
@@ -41,6 +54,11 @@ MIRRORS = (
     'http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/',
 )
 
+# Seconds one file's download may take in all (the 26 MB training images need about 3 minutes
+# at 150 kB/s). A download that has not finished by then is given up: a mirror that trickles
+# bytes would otherwise never trip the per-read timeout.
+DOWNLOAD_DEADLINE = 900
+
 
 class DataUnavailableError(RuntimeError):
     """No source gave a complete, verified copy of a Fashion-MNIST file."""
@@ -48,6 +66,10 @@ class DataUnavailableError(RuntimeError):
 
 class CorruptFileError(ValueError):
     """A file exists but its content is not the expected Fashion-MNIST file."""
+
+
+class CacheNotWritableError(OSError):
+    """The download folder cannot be created or written (permissions, read-only, disk full)."""
 
 
 def mxnet_cache_dir():
@@ -101,95 +123,303 @@ def _verified(raw, name, where, fix):
     return raw
 
 
-def _local_copy(folder, name):
-    """The path of ``name`` in ``folder``, compressed or not, or None."""
-    for candidate in (name, name[:-len('.gz')]):
-        path = os.path.join(folder, candidate)
-        if os.path.isfile(path):
-            return path
-    return None
+def local_copies(folder, name):
+    """Paths of ``name`` in ``folder`` that exist: the ``.gz``, then the decompressed file.
+
+    Both are returned when both exist, so a damaged ``.gz`` cannot hide a good decompressed
+    copy beside it.
+    """
+    paths = [os.path.join(folder, candidate) for candidate in (name, name[:-len('.gz')])]
+    return [path for path in paths if os.path.isfile(path)]
 
 
-def download(url, dest, name, timeout=30, progress=True):
+def _folder_problem(folder):
+    """Why ``folder`` cannot hold the files (a phrase), or None if it is a folder."""
+    if os.path.isdir(folder):
+        return None
+    if os.path.exists(folder):
+        return 'is a file, not a folder: point it at the folder that holds the four files'
+    return 'no such folder'
+
+
+def _part_prefix(name):
+    # host and process id in the temp file's name let a later load tell the leftover of a
+    # killed download from a download still running in another process
+    return '.%s.%s-%d.' % (name, socket.gethostname(), os.getpid())
+
+
+def _process_alive(pid):
+    if os.name == 'nt':   # os.kill(pid, 0) would terminate the process on Windows
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:       # PermissionError: it runs, as another user
+        return True
+    return True
+
+
+def remove_stale_parts(folder, max_age=None):
+    """Remove the ``.part`` files that killed downloads left in ``folder``; return their paths.
+
+    A part file is stale when the process named in its file name no longer runs on this host,
+    or when it was last written more than ``max_age`` seconds ago (default twice
+    DOWNLOAD_DEADLINE, longer than any download lives). Part files of running downloads and
+    all other files are left alone; a file that cannot be removed (a read-only cache) is left
+    for a later load.
+    """
+    max_age = 2 * DOWNLOAD_DEADLINE if max_age is None else max_age
+    try:
+        entries = os.listdir(folder)
+    except OSError:   # no cache folder yet, or not readable: nothing to clean
+        return []
+    host, now, removed = socket.gethostname(), time.time(), []
+    for entry in entries:
+        name = next((n for n in FILES if entry.startswith('.' + n + '.')), None)
+        if name is None or not entry.endswith('.part'):
+            continue
+        path = os.path.join(folder, entry)
+        # '<host>-<pid>.<random>' since this naming; older part files hold only '<random>'
+        owner = entry[len(name) + 2:-len('.part')].rpartition('.')[0]
+        owner_host, _, pid = owner.rpartition('-')
+        try:
+            dead = owner_host == host and pid.isdigit() and not _process_alive(int(pid))
+            if dead or now - os.stat(path).st_mtime > max_age:
+                os.remove(path)
+                removed.append(path)
+        except OSError:
+            pass
+    return removed
+
+
+class _RecordingHTTPConnection(http.client.HTTPConnection):
+    """An HTTPConnection that appends its socket to the list ``sockets`` once connected."""
+
+    def __init__(self, *args, sockets, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.recorded_sockets = sockets
+
+    def connect(self):
+        super().connect()
+        self.recorded_sockets.append(self.sock)
+
+
+class _RecordingHTTPSConnection(http.client.HTTPSConnection):
+    """An HTTPSConnection that appends its socket to the list ``sockets`` once connected."""
+
+    def __init__(self, *args, sockets, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.recorded_sockets = sockets
+
+    def connect(self):
+        super().connect()
+        self.recorded_sockets.append(self.sock)
+
+
+def _open(url, timeout, sockets):
+    """``urlopen(url, timeout=timeout)`` that appends each connection's socket to ``sockets``.
+
+    A deadline can then shut those sockets down, which wakes a read blocked on them. Proxies
+    and redirects work as with ``urlopen``.
+    """
+    context = ssl.create_default_context()
+
+    class HTTPHandler(urllib.request.HTTPHandler):
+        def http_open(self, req):
+            return self.do_open(functools.partial(_RecordingHTTPConnection, sockets=sockets),
+                                req)
+
+    class HTTPSHandler(urllib.request.HTTPSHandler):
+        def https_open(self, req):
+            return self.do_open(functools.partial(_RecordingHTTPSConnection, sockets=sockets),
+                                req, context=context)
+
+    opener = urllib.request.build_opener(HTTPHandler(), HTTPSHandler(context=context))
+    return opener.open(url, timeout=timeout)
+
+
+def _not_writable(folder, err):
+    return CacheNotWritableError('cannot write the download into %s (%s)'
+                                 % (folder, err.strerror or err))
+
+
+def download(url, dest, name, timeout=30, progress=True, deadline=DOWNLOAD_DEADLINE):
     """Download ``url`` to ``dest`` atomically: temp file in the same folder, verify, rename.
 
     Nothing is left at ``dest`` (or beside it) unless the content verified. Returns the
-    decompressed bytes. Raises OSError/urllib errors (http.client errors for a broken HTTP
-    response) for network trouble and CorruptFileError, naming ``url``, for bad content.
+    decompressed bytes. ``timeout`` bounds each network operation and ``deadline`` the whole
+    download, in seconds. Raises TimeoutError when the deadline passes, CacheNotWritableError
+    when the folder cannot be created or written, other OSError/urllib errors (http.client
+    errors for a broken HTTP response) for network trouble and CorruptFileError, naming
+    ``url``, for bad content.
     """
     folder = os.path.dirname(dest)
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.' + name + '.', suffix='.part', dir=folder)
     try:
-        with os.fdopen(fd, 'wb') as out, urllib.request.urlopen(url, timeout=timeout) as resp:
-            total = int(resp.headers.get('Content-Length') or 0)
-            done, last_report = 0, 0.0
-            while True:
-                chunk = resp.read(1 << 20)
-                if not chunk:
-                    break
-                out.write(chunk)
-                done += len(chunk)
-                # report progress for the large image files only, at most twice a second
-                if progress and total > (4 << 20) and time.monotonic() - last_report > 0.5:
-                    last_report = time.monotonic()
-                    sys.stderr.write('\rdownloading %s: %5.1f%% of %.1f MB'
-                                     % (name, 100.0 * done / total, total / 1e6))
-                    sys.stderr.flush()
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=_part_prefix(name), suffix='.part', dir=folder)
+    except OSError as err:
+        raise _not_writable(folder, err) from None
+    sockets, expired = [], threading.Event()
+
+    def cut_connections():   # at the deadline: shutting a socket down wakes a blocked read
+        expired.set()
+        for sock in list(sockets):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    watchdog = threading.Timer(deadline, cut_connections)
+    watchdog.daemon = True
+    done, total, line_open = 0, 0, False
+    out = os.fdopen(fd, 'wb')
+    try:
+        watchdog.start()
+        try:
+            with _open(url, min(timeout, deadline), sockets) as resp:
+                total = int(resp.headers.get('Content-Length') or 0)
+                last_report = 0.0
+                while True:
+                    chunk = resp.read1(1 << 20)   # read1: returns what arrived, however little
+                    if not chunk or expired.is_set():
+                        break
+                    try:
+                        out.write(chunk)
+                    except OSError as err:
+                        raise _not_writable(folder, err) from None
+                    done += len(chunk)
+                    # progress for the large image files only, at most twice a second
+                    if progress and total > (4 << 20) and time.monotonic() - last_report > 0.5:
+                        last_report, line_open = time.monotonic(), True
+                        sys.stderr.write('\rdownloading %s: %5.1f%% of %.1f MB'
+                                         % (name, 100.0 * done / total, total / 1e6))
+                        sys.stderr.flush()
+        except Exception:
+            if not expired.is_set():
+                raise
+        finally:
+            watchdog.cancel()
+        if expired.is_set() and not (total and done == total):
+            raise TimeoutError(
+                '%s: the download did not finish within the deadline of %g s (%d of %s bytes '
+                'arrived); nothing was saved. On a slow connection, download the file another '
+                'way and set %s to its folder.'
+                % (url, deadline, done, total or 'unknown', ENV_VAR))
+        try:
+            out.close()
+        except OSError as err:   # the last buffered bytes did not fit (disk full, quota)
+            raise _not_writable(folder, err) from None
         if total and done != total:
             raise CorruptFileError('%s: the connection closed after %d of %d bytes; nothing was '
                                    'saved.' % (url, done, total))
-        if progress and total > (4 << 20):
+        if line_open:
             sys.stderr.write('\rdownloading %s: done (%.1f MB)%s\n' % (name, done / 1e6, ' ' * 10))
+            line_open = False
         with open(tmp, 'rb') as f:
             content = _verified(f.read(), name, 'the download from ' + url, 'Nothing was saved.')
-        os.chmod(tmp, 0o644)   # mkstemp makes 0600; a shared cache must be readable by all
-        os.replace(tmp, dest)
+        try:
+            os.chmod(tmp, 0o644)   # mkstemp makes 0600; a shared cache must be readable by all
+        except OSError:            # a file system without modes (e.g. FAT): keep what it has
+            pass
+        try:
+            os.replace(tmp, dest)
+        except OSError as err:
+            raise _not_writable(folder, err) from None
         return content
     finally:
+        watchdog.cancel()
+        if line_open:   # end the progress line, so the error does not start mid-line
+            sys.stderr.write('\n')
+        try:
+            out.close()
+        except OSError:
+            pass
         if os.path.exists(tmp):
             os.remove(tmp)
 
 
-def fetch_file(name, root=None, mirrors=MIRRORS, cache_dir=None, timeout=30, progress=True):
+def _unwritable(folder, name):
+    """Why the download of ``name`` could not be saved in ``folder`` (a phrase), or None."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+        # named like a part file, so remove_stale_parts cleans it if this process dies here
+        fd, probe = tempfile.mkstemp(prefix=_part_prefix(name), suffix='.part', dir=folder)
+    except OSError as err:
+        return str(_not_writable(folder, err))
+    os.close(fd)
+    os.remove(probe)
+    return None
+
+
+def fetch_file(name, root=None, mirrors=MIRRORS, cache_dir=None, timeout=30, progress=True,
+               deadline=DOWNLOAD_DEADLINE):
     """Return (decompressed bytes, where they came from) for one of the four ``FILES``.
 
     Order: ``root``; ``$FASHION_MNIST_DIR``; MXNet's cache; Debian's folder; then each mirror
-    (downloaded into ``cache_dir``, default MXNet's cache). A local copy that fails
-    verification is reported and skipped, never used. When all fail, DataUnavailableError
-    lists every attempt and the ways out.
+    (downloaded into ``cache_dir``, default MXNet's cache; ``timeout`` seconds per network
+    operation, ``deadline`` seconds per download in all). A local copy that fails
+    verification is reported and skipped, never used. Stale ``.part`` files of killed
+    downloads are removed from ``cache_dir`` first. When all fail, DataUnavailableError lists
+    every attempt and the ways out.
     """
     if name not in FILES:
         raise ValueError('unknown Fashion-MNIST file %r; expected one of %s' % (name, sorted(FILES)))
+    given_cache_dir = cache_dir is not None
+    cache_dir = str(cache_dir) if given_cache_dir else mxnet_cache_dir()
+    remove_stale_parts(cache_dir)
     tried = []
     for label, folder in candidate_dirs(root):
-        path = _local_copy(folder, name)
-        if path is None:
-            tried.append('%s (%s): no such file' % (label, folder))
+        problem = _folder_problem(folder)
+        if problem is not None:
+            tried.append('%s (%s): %s' % (label, folder, problem))
+            if os.path.exists(folder):
+                # the learner chose this path; a later source may serve, so say it is unusable
+                warnings.warn('%s (%s) %s; skipped it.' % (label, folder, problem), stacklevel=2)
             continue
-        try:
-            return read_verified(path, name), path
-        except CorruptFileError as err:
-            tried.append('%s: %s' % (label, err))
-            # reported even when a later source works: a damaged copy should not stay unnoticed
-            warnings.warn('%s; skipped it for the next source.' % err, stacklevel=2)
-    cache_dir = cache_dir or mxnet_cache_dir()
-    for mirror in mirrors:
+        paths = local_copies(folder, name)
+        if not paths:
+            tried.append('%s (%s): no %s there' % (label, folder, name))
+        for path in paths:
+            try:
+                return read_verified(path, name), path
+            except CorruptFileError as err:
+                tried.append('%s: %s' % (label, err))
+                # reported even when a later source works: a damaged copy should not stay
+                # unnoticed
+                warnings.warn('%s; skipped it for the next source.' % err, stacklevel=2)
+    unwritable = _unwritable(cache_dir, name) if mirrors else None
+    if unwritable:
+        tried.append('downloads: not tried, because they could not be saved: %s' % unwritable)
+    for mirror in () if unwritable else mirrors:
         url = mirror + name
         try:
-            return download(url, os.path.join(cache_dir, name), name, timeout, progress), url
+            return download(url, os.path.join(cache_dir, name), name, timeout, progress,
+                            deadline), url
         except CorruptFileError as err:   # its message names the URL
             tried.append(str(err))
+        except CacheNotWritableError as err:   # e.g. the disk filled up: no mirror can help
+            tried.append('%s: %s' % (url, err))
+            unwritable = str(err)
+            break
         except (OSError, urllib.error.URLError, http.client.HTTPException) as err:
             # HTTPException: e.g. IncompleteRead from a chunked response cut short
             tried.append('%s: %s' % (url, getattr(err, 'reason', None) or err))
+    if unwritable:
+        first_way = ('make %s writable (and free space there)%s, then load again'
+                     % (cache_dir, '' if given_cache_dir else
+                        ', or set MXNET_HOME to a folder you can write to (downloads go to '
+                        '$MXNET_HOME/datasets/fashion-mnist)'))
+    else:
+        first_way = 'connect to the internet and load again (it downloads into %s)' % cache_dir
     raise DataUnavailableError(
         'Could not get the Fashion-MNIST file %s. Tried:\n  - %s\n'
         'Ways out:\n'
-        '  1. connect to the internet and load again (it downloads into %s);\n'
+        '  1. %s;\n'
         '  2. on Debian/Ubuntu: sudo apt-get install dataset-fashion-mnist (files go to %s);\n'
         '  3. put the four files (%s) in a folder and set %s=/that/folder, or pass root=.'
-        % (name, '\n  - '.join(tried), cache_dir, DEBIAN_DIR, ', '.join(sorted(FILES)), ENV_VAR))
+        % (name, '\n  - '.join(tried), first_way, DEBIAN_DIR, ', '.join(sorted(FILES)),
+           ENV_VAR))
 
 
 def parse_idx(content, name):

@@ -8,10 +8,15 @@ module's own reader. Copies are hard links where possible; a damaged copy is alw
 import functools
 import gzip
 import http.server
+import inspect
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import threading
+import time
+import warnings
 
 import numpy as np
 import pytest
@@ -23,6 +28,8 @@ TRAIN_LABELS = 'train-labels-idx1-ubyte.gz'
 TEST_LABELS = 't10k-labels-idx1-ubyte.gz'
 TEST_IMAGES = 't10k-images-idx3-ubyte.gz'
 TIMEOUT = 5   # seconds per socket operation; loopback answers in milliseconds
+DEADLINE = 1  # seconds for a whole download in the deadline tests (the default is 15 minutes)
+TRICKLE_LIMIT = 20   # a trickling response ends after this many bytes (seconds)
 
 
 # ---------------------------------------------------------------- helpers
@@ -207,7 +214,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
     good: the file; wrong: a gzip of the content with one byte flipped; short: a Content-Length
     1000 bytes larger than the body, then the connection closes; cutgz: the first half of the
     gz with a matching Content-Length; chunkedcut: a chunked response that stops mid-chunk;
-    missing: 404.
+    missing: 404; trickle: the headers, then one byte of the body per second (a mirror that
+    never trips a per-read timeout); trickleheaders: the status line itself, one byte per
+    second. A trickle stops after TRICKLE_LIMIT bytes or when the client hangs up.
     """
     protocol_version = 'HTTP/1.0'   # one request per connection: the server closes it after
 
@@ -235,6 +244,21 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_body(gz, length=len(gz) + 1000)
         elif behaviour == 'cutgz':
             self.send_body(gz[:len(gz) // 2])
+        elif behaviour in ('trickle', 'trickleheaders'):
+            if behaviour == 'trickle':
+                self.send_response(200)
+                self.send_header('Content-Length', str(len(gz)))
+                self.end_headers()
+                self.wfile.flush()
+            head = gz if behaviour == 'trickle' else b'HTTP/1.0 200 OK\r\n'
+            try:
+                for byte in head[:TRICKLE_LIMIT]:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(1)
+            except OSError:   # the client hung up: what a deadline should make it do
+                pass
+            self.close_connection = True
         elif behaviour == 'chunkedcut':
             self.protocol_version = 'HTTP/1.1'   # chunked encoding needs HTTP/1.1
             self.send_response(200)
@@ -364,3 +388,189 @@ def test_image_download_reports_progress_on_stderr(fashion_mnist_dir, no_local_s
     err = capsys.readouterr().err
     assert 'downloading %s' % TEST_IMAGES in err and 'done' in err
     assert listing(cache) == [TEST_IMAGES]
+
+
+# ---------------------------------------------------------------- faults: deadline, cache, folders
+
+@pytest.mark.parametrize('behaviour', ['trickle', 'trickleheaders'])
+def test_trickling_mirror_is_given_up_at_the_deadline(no_local_sources, server, tmp_path,
+                                                      behaviour):
+    """A mirror sending 1 byte/s never trips the 5 s per-read timeout; before the deadline
+    existed the download ran on (the review stopped it after 25 s)."""
+    cache = tmp_path / 'cache'
+    mirror = server + behaviour + '/'
+    with pytest.raises(DataUnavailableError) as err:
+        fmf.fetch_file(TEST_LABELS, mirrors=(mirror,), cache_dir=cache, timeout=TIMEOUT,
+                       deadline=DEADLINE)
+    [line] = [line for line in str(err.value).splitlines() if mirror + TEST_LABELS in line]
+    assert 'the download did not finish within the deadline of 1 s' in line
+    assert 'nothing was saved' in line and 'FASHION_MNIST_DIR' in line
+    assert listing(cache) == []   # no .part file left behind
+
+
+def test_default_deadline_is_long_enough_for_a_slow_connection():
+    # 26.4 MB of training images at 50 kB/s take about 530 s
+    assert fmf.DOWNLOAD_DEADLINE >= 600
+    assert inspect.signature(fmf.fetch_file).parameters['deadline'].default == \
+        fmf.DOWNLOAD_DEADLINE
+
+
+def file_in_the_way(tmp_path):
+    """A cache path that cannot be created: its parent is a regular file (this works as root
+    too, where folder modes do not stop writes)."""
+    blocker = tmp_path / 'not-a-folder'
+    blocker.write_bytes(b'')
+    return blocker / 'fashion-mnist'
+
+
+def test_unwritable_cache_dir_is_named_and_the_advice_fits(no_local_sources, server, tmp_path):
+    cache = file_in_the_way(tmp_path)
+    with pytest.raises(DataUnavailableError) as err:
+        fmf.fetch_file(TEST_LABELS, mirrors=(server + 'good/',), cache_dir=cache,
+                       timeout=TIMEOUT)
+    message = str(err.value)
+    assert 'downloads: not tried, because they could not be saved: cannot write the download ' \
+           'into %s' % cache in message
+    assert 'make %s writable (and free space there), then load again' % cache in message
+    # before: "connect to the internet and load again (it downloads into <that folder>)"
+    assert 'connect to the internet' not in message
+
+
+def test_unwritable_mxnet_cache_advises_setting_MXNET_HOME(no_local_sources, server, tmp_path,
+                                                          monkeypatch):
+    monkeypatch.setenv('MXNET_HOME', str(file_in_the_way(tmp_path)))
+    with pytest.raises(DataUnavailableError) as err:
+        fmf.fetch_file(TEST_LABELS, mirrors=(server + 'good/',), timeout=TIMEOUT)
+    message = str(err.value)
+    assert 'cannot write the download into %s' % fmf.mxnet_cache_dir() in message
+    assert 'or set MXNET_HOME to a folder you can write to' in message
+    assert 'connect to the internet' not in message
+
+
+@pytest.mark.skipif(os.name != 'posix' or os.geteuid() == 0,
+                    reason='folder modes do not stop root from writing')
+def test_read_only_cache_folder_gets_the_cache_advice(no_local_sources, server, tmp_path):
+    cache = tmp_path / 'cache'
+    cache.mkdir()
+    cache.chmod(0o555)
+    try:
+        with pytest.raises(DataUnavailableError) as err:
+            fmf.fetch_file(TEST_LABELS, mirrors=(server + 'good/',), cache_dir=cache,
+                           timeout=TIMEOUT)
+    finally:
+        cache.chmod(0o755)
+    assert 'Permission denied' in str(err.value)
+    assert 'connect to the internet' not in str(err.value)
+    assert listing(cache) == []
+
+
+def test_FASHION_MNIST_DIR_pointing_at_a_file_is_called_a_file(fashion_mnist_dir,
+                                                               no_local_sources, tmp_path,
+                                                               monkeypatch):
+    a_file = put_copy(fashion_mnist_dir, tmp_path / 'env', TEST_LABELS)   # the .gz itself
+    monkeypatch.setenv(fmf.ENV_VAR, a_file)
+    with pytest.warns(UserWarning, match='is a file, not a folder'), \
+            pytest.raises(DataUnavailableError) as err:
+        fmf.fetch_file(TEST_LABELS, mirrors=())
+    # before: "$FASHION_MNIST_DIR (<the file>): no such file"
+    assert '$FASHION_MNIST_DIR (%s): is a file, not a folder: point it at the folder that ' \
+           'holds the four files' % a_file in str(err.value)
+
+
+def test_FASHION_MNIST_DIR_pointing_at_a_file_warns_even_when_debian_serves(
+        fashion_mnist_dir, isolated_sources, tmp_path, monkeypatch):
+    a_file = put_copy(fashion_mnist_dir, tmp_path / 'env', TEST_LABELS)
+    monkeypatch.setenv(fmf.ENV_VAR, a_file)
+    with pytest.warns(UserWarning, match='is a file, not a folder'):
+        _, source = fmf.fetch_file(TEST_LABELS, mirrors=())
+    assert source == os.path.join(fashion_mnist_dir, TEST_LABELS)
+
+
+def test_missing_folder_and_folder_without_the_file_are_told_apart(no_local_sources, tmp_path,
+                                                                   monkeypatch):
+    (tmp_path / 'empty').mkdir()
+    monkeypatch.setenv(fmf.ENV_VAR, str(tmp_path / 'typo'))
+    with pytest.raises(DataUnavailableError) as err:
+        fmf.fetch_file(TEST_LABELS, root=tmp_path / 'empty', mirrors=())
+    message = str(err.value)
+    assert 'root argument (%s): no %s there' % (tmp_path / 'empty', TEST_LABELS) in message
+    assert '$FASHION_MNIST_DIR (%s): no such folder' % (tmp_path / 'typo') in message
+
+
+def test_good_decompressed_copy_serves_when_the_gz_beside_it_is_truncated(
+        fashion_mnist_dir, no_local_sources, tmp_path):
+    folder = tmp_path / 'root'
+    damaged, _ = damage(fashion_mnist_dir, folder, 'truncated gz')
+    good = put_copy(fashion_mnist_dir, folder, TEST_LABELS, decompressed=True)
+    # before: only the .gz was tried, so the load failed although a verified copy was there
+    with pytest.warns(UserWarning, match='not a complete gzip file') as warned:
+        content, source = fmf.fetch_file(TEST_LABELS, root=folder, mirrors=())
+    assert source == good
+    assert content == real_content(fashion_mnist_dir, TEST_LABELS)
+    assert any(damaged in str(w.message) for w in warned)
+
+
+def test_progress_line_is_ended_when_a_large_download_fails(no_local_sources, server, tmp_path,
+                                                             capsys):
+    with pytest.raises(DataUnavailableError):
+        fmf.fetch_file(TEST_IMAGES, mirrors=(server + 'short/',), cache_dir=tmp_path / 'cache',
+                       timeout=TIMEOUT)
+    err = capsys.readouterr().err
+    assert 'downloading %s' % TEST_IMAGES in err
+    assert err.endswith('\n')   # before: the next output started on the progress line
+
+
+# ---------------------------------------------------------------- part files of killed downloads
+
+DOWNLOAD_IN_A_CHILD = """
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location('fmf', sys.argv[1])
+fmf = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(fmf)
+fmf.DEBIAN_DIR = sys.argv[2]   # no local copy: the child must download
+fmf.fetch_file(sys.argv[3], mirrors=(sys.argv[4],), cache_dir=sys.argv[5], timeout=30)
+"""
+
+
+def test_part_file_of_a_killed_download_is_removed_by_the_next_load(
+        fashion_mnist_dir, no_local_sources, server, tmp_path):
+    cache = tmp_path / 'cache'
+    child = subprocess.Popen(
+        [sys.executable, '-c', DOWNLOAD_IN_A_CHILD, fmf.__file__, str(tmp_path / 'none'),
+         TEST_LABELS, server + 'trickle/', str(cache)],
+        env=dict(os.environ, MXNET_HOME=str(no_local_sources)))
+    try:
+        for _ in range(200):   # up to 20 s for the child to start and open its .part file
+            if listing(cache) or child.poll() is not None:
+                break
+            time.sleep(0.1)
+    finally:
+        child.kill()   # SIGKILL: no cleanup handler runs, as with kill -9
+        child.wait()
+    [part] = listing(cache)
+    assert part.startswith('.' + TEST_LABELS + '.') and part.endswith('.part')
+
+    content, source = fmf.fetch_file(TEST_LABELS, mirrors=(server + 'good/',), cache_dir=cache,
+                                     timeout=TIMEOUT)
+    assert source == server + 'good/' + TEST_LABELS
+    assert content == real_content(fashion_mnist_dir, TEST_LABELS)
+    # before: the killed download's hidden part file stayed beside the good file for good
+    assert listing(cache) == [TEST_LABELS]
+
+
+def test_only_stale_part_files_are_removed(tmp_path):
+    folder = tmp_path / 'cache'
+    folder.mkdir()
+    host = socket.gethostname()
+    live = '.%s.%s-%d.abc123.part' % (TEST_LABELS, host, os.getpid())   # a running download
+    old_style = '.%s.z94w6_bm.part' % TEST_LABELS                    # older naming, no owner
+    fresh_old_style = '.%s.q1w2e3r4.part' % TEST_LABELS
+    other_host = '.%s.elsewhere-1.abc123.part' % TEST_LABELS          # its owner is not ours
+    unrelated = ['notes.part', '.x.gz.z94w6_bm.part', TEST_LABELS]
+    for name in [live, old_style, fresh_old_style, other_host] + unrelated:
+        (folder / name).write_bytes(b'x')
+    hour_ago = time.time() - 2 * fmf.DOWNLOAD_DEADLINE - 60
+    os.utime(folder / old_style, (hour_ago, hour_ago))
+    removed = fmf.remove_stale_parts(folder)
+    assert removed == [str(folder / old_style)]
+    assert listing(folder) == sorted([live, fresh_old_style, other_host] + unrelated)
