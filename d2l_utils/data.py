@@ -11,6 +11,7 @@ import numpy as np
 import mxnet as mx
 from mxnet import nd
 
+from . import device
 from . import fashion_mnist_files as files
 
 TEXT_LABELS = ('t-shirt', 'trouser', 'pullover', 'dress', 'coat',
@@ -19,11 +20,45 @@ TEXT_LABELS = ('t-shirt', 'trouser', 'pullover', 'dress', 'coat',
 _decoded = {}   # (train, root, $FASHION_MNIST_DIR) -> (images, labels, sources); decode once per process
 
 
+# The largest side ``resize`` accepts: far above the book's largest input (224 for AlexNet and
+# VGG), and small enough that a typo (100000) fails here instead of overflowing inside MXNet.
+MAX_RESIZE = 4096
+# MXNet 1.9.1's wheels index a tensor with 32-bit integers: a batch holding more values fails
+MAX_BATCH_VALUES = 2 ** 31 - 1
+
+
 def get_fashion_mnist_labels(labels):
-    """Text labels for numeric labels (any iterable of numbers, NDArray or numpy array)."""
+    """Text labels for class indices 0-9: a list of str, one per label.
+
+    labels: shape (N,), an NDArray, a numpy array or any sequence of numbers; whole-number
+    floats count (the loader's labels are float32). Raises TypeError for a single label
+    instead of a sequence and ValueError for a label that is not a whole number 0-9.
+    """
     if isinstance(labels, nd.NDArray):
         labels = labels.asnumpy()
-    return [TEXT_LABELS[int(i)] for i in labels]
+    if (isinstance(labels, (str, bytes)) or not hasattr(labels, '__iter__')
+            or isinstance(labels, np.ndarray) and labels.ndim == 0):
+        raise TypeError('get_fashion_mnist_labels expects a sequence of class indices, e.g. [3] '
+                        'or y (an NDArray of shape (N,)); got %r (of type %s).'
+                        % (labels, type(labels).__name__))
+    return [TEXT_LABELS[_class_index(label, position)] for position, label in enumerate(labels)]
+
+
+def _class_index(label, position):
+    """``label`` as an int 0-9, or ValueError naming its position."""
+    value = label
+    if isinstance(value, nd.NDArray) and value.size == 1:
+        value = value.asscalar()
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value.item()
+    whole = (_is_int(value) or isinstance(value, numbers.Real) and not isinstance(
+        value, (bool, np.bool_)) and float(value).is_integer())
+    if not whole or not 0 <= value <= 9:
+        raise ValueError('get_fashion_mnist_labels expects class indices 0-9 (whole numbers, '
+                         'e.g. the labels y of a batch); got %r at position %d. The 10 classes '
+                         'are %s.' % (label, position, ', '.join(
+                             '%d %s' % pair for pair in enumerate(TEXT_LABELS))))
+    return int(value)
 
 
 def fashion_mnist_arrays(train=True, root=None, **fetch_kwargs):
@@ -47,9 +82,14 @@ class ArrayDataIter:
     """
 
     def __init__(self, X, y, batch_size, shuffle=False, seed=None, resize=None):
+        _check_examples(X, y)
         self.X, self.y = X, y
-        self.batch_size, self.shuffle = _check_batch_size(batch_size), shuffle
+        self.batch_size = _check_batch_size(batch_size)
+        self.shuffle = _check_shuffle(shuffle, 'ArrayDataIter')
         self.resize = _as_size(resize)
+        example = X.shape[1:] if self.resize is None else X.shape[1:-2] + self.resize
+        _check_batch_values(self.batch_size, example)
+        seed = None if seed is None else _check_seed(seed, 'ArrayDataIter')
         self._rng = np.random.RandomState(seed) if seed is not None else None
         self._index = nd.arange(len(y), dtype='int64', ctx=X.context)
 
@@ -106,7 +146,85 @@ def _as_size(resize):
             and all(_is_int(v) and v >= 1 for v in pair)):
         raise ValueError('resize must be a positive int or a (height, width) pair of positive '
                          'ints, e.g. 224 or (32, 32); got %r' % (resize,))
+    if max(pair) > MAX_RESIZE:
+        raise ValueError('resize must be at most %d per side (the book resizes to 224 at most); '
+                         'got %r. Pass the height and width in pixels, e.g. resize=224 or '
+                         '(32, 32).' % (MAX_RESIZE, resize))
     return tuple(int(v) for v in pair)
+
+
+def _check_batch_values(batch_size, example_shape):
+    """A batch (batch_size,) + example_shape must fit MXNet's 32-bit indexing."""
+    per_example = int(np.prod(example_shape, dtype=np.int64))
+    if batch_size * per_example > MAX_BATCH_VALUES:
+        raise ValueError('a batch of %d examples of shape %s holds %d values, more than MXNet '
+                         '1.9.1 can index (2**31 - 1); use a smaller batch_size (at most %d '
+                         'here) or a smaller resize.'
+                         % (batch_size, tuple(example_shape), batch_size * per_example,
+                            MAX_BATCH_VALUES // max(per_example, 1)))
+
+
+def _check_seed(seed, caller):
+    """``seed`` as an int numpy's RandomState accepts: 0 <= seed < 2**32."""
+    if not _is_int(seed) or not 0 <= seed < 2 ** 32:
+        raise ValueError('%s: seed must be None or an integer from 0 to 2**32 - 1 (numpy\'s '
+                         'range), e.g. seed=0; got %r' % (caller, seed))
+    return int(seed)
+
+
+def _check_shuffle(shuffle, caller):
+    if not isinstance(shuffle, (bool, np.bool_)):
+        raise TypeError('%s: shuffle must be True or False; got %r (a %s). Note that any '
+                        'non-empty string, even \'no\', would count as true.'
+                        % (caller, shuffle, type(shuffle).__name__))
+    return bool(shuffle)
+
+
+def _check_examples(X, y):
+    """X (N, ...) and y (N,) must be NDArrays on one device with one label per example."""
+    for name, value in (('X', X), ('y', y)):
+        if not isinstance(value, nd.NDArray):
+            raise TypeError('ArrayDataIter expects X and y as NDArrays; got %s of type %s. '
+                            'Convert it first, e.g. nd.array(%s).'
+                            % (name, type(value).__name__, name))
+    if y.ndim != 1:
+        raise ValueError('ArrayDataIter expects y of shape (N,), one class index per example; '
+                         'got shape %s.' % (y.shape,))
+    if X.ndim == 0 or X.shape[0] != y.shape[0]:
+        raise ValueError('ArrayDataIter expects one label per example: X has %s examples '
+                         '(shape %s) but y has %d labels (shape %s). Pass the labels that belong '
+                         'to these images.' % (X.shape[0] if X.ndim else 0, X.shape,
+                                               y.shape[0], y.shape))
+    if X.context != y.context:
+        raise ValueError('ArrayDataIter expects X and y on one device; got X on %s and y on %s. '
+                         'Move one, e.g. y.as_in_context(X.context).' % (X.context, y.context))
+
+
+def _check_ctx(ctx):
+    """The one device the loader puts its arrays on; a GPU must really run kernels."""
+    if ctx is None:
+        return mx.cpu()
+    if isinstance(ctx, (list, tuple)):
+        raise TypeError('load_data_fashion_mnist keeps the data on one device; got the list %r. '
+                        'Pass one device, e.g. ctx=try_gpu(); to train on several devices, keep '
+                        'the data on the CPU (the default) and pass the list to train(), which '
+                        'splits each batch.' % (list(ctx),))
+    if not isinstance(ctx, mx.Context):
+        raise TypeError('load_data_fashion_mnist: ctx must be a device such as mx.cpu() or '
+                        'mx.gpu(0), e.g. ctx=try_gpu(); got %r (of type %s).'
+                        % (ctx, type(ctx).__name__))
+    if ctx.device_type == 'gpu':
+        statuses = device.gpu_status()
+        if ctx.device_id >= len(statuses):
+            why = device.no_gpu_reason() or 'MXNet sees %d GPU(s), numbered from 0' % len(
+                statuses)
+            raise ValueError('load_data_fashion_mnist: ctx=%s, but this GPU cannot be used: %s. '
+                             'Use ctx=try_gpu(), which falls back to the CPU.' % (ctx, why))
+        if not statuses[ctx.device_id].usable:
+            raise ValueError('load_data_fashion_mnist: ctx=%s, but this GPU cannot be used: %s. '
+                             'Use ctx=try_gpu(), which falls back to the CPU.'
+                             % (ctx, statuses[ctx.device_id].reason))
+    return ctx
 
 
 def _to_ndarrays(images, labels, ctx):
@@ -138,14 +256,20 @@ def load_data_fashion_mnist(batch_size, resize=None, root=None, ctx=None, train_
         host-to-device copy per batch.
     train_subset, test_subset: use a random subset of this many examples (chosen with
         ``seed``), for quick runs and tests.
-    seed: fixes the subset choice and the training set's shuffle order; if None, both come
-        from numpy's global RNG (so ``np.random.seed`` makes them repeatable).
-    shuffle: shuffle the training set each epoch (the test set is never shuffled).
+    seed: an integer 0 to 2**32 - 1; fixes the subset choice and the training set's shuffle
+        order; if None, both come from numpy's global RNG (so ``np.random.seed`` makes them
+        repeatable).
+    shuffle: True or False: shuffle the training set each epoch (the test set is never
+        shuffled).
     """
     # check the arguments before the (slow) first load, so a typo fails at once
     _check_batch_size(batch_size)
     size = _as_size(resize)
-    ctx = ctx or mx.cpu()
+    _check_batch_values(batch_size, (1,) + (size or (28, 28)))
+    shuffle = _check_shuffle(shuffle, 'load_data_fashion_mnist')
+    ctx = _check_ctx(ctx)
+    if seed is not None:
+        seed = _check_seed(seed, 'load_data_fashion_mnist')
     rng = np.random.RandomState(seed) if seed is not None else np.random
     splits = []
     for train, subset, name in ((True, train_subset, 'train_subset'),
@@ -158,6 +282,8 @@ def load_data_fashion_mnist(batch_size, resize=None, root=None, ctx=None, train_
     iters = []
     for train, images, labels in splits:
         X, y = _to_ndarrays(images, labels, ctx)
+        # the shuffle draws from its own stream, seed + 1, wrapped into numpy's range
         iters.append(ArrayDataIter(X, y, batch_size, shuffle=train and shuffle,
-                                   seed=None if seed is None else seed + 1, resize=size))
+                                   seed=None if seed is None else (seed + 1) % 2 ** 32,
+                                   resize=size))
     return tuple(iters)

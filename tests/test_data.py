@@ -12,8 +12,11 @@ import shutil
 
 import numpy as np
 import pytest
+import mxnet as mx
+from mxnet import nd
 
-from d2l_utils import data, fashion_mnist_files as fmf, load_data_fashion_mnist
+from d2l_utils import (ArrayDataIter, data, device, fashion_mnist_files as fmf,
+                       get_fashion_mnist_labels, load_data_fashion_mnist)
 from d2l_utils.fashion_mnist_files import DataUnavailableError
 
 
@@ -196,6 +199,12 @@ def test_no_shuffle_serves_the_training_subset_in_file_order(fashion_mnist_dir):
     (dict(resize=(32, -1)), 'got (32, -1)'),
     (dict(resize='ab'), "got 'ab'"),
     (dict(resize=32.0), 'got 32.0'),
+    # before: accepted, then MXNet's int overflow "dim_size >= -1 (-31072 vs. -1)" at batch 1
+    (dict(resize=100000), 'resize must be at most 4096 per side'),
+    (dict(resize=(28, 5000)), 'got (28, 5000)'),
+    (dict(batch_size=256, resize=4096), 'holds 4294967296 values, more than MXNet 1.9.1 can '
+                                        'index (2**31 - 1); use a smaller batch_size (at most '
+                                        '127 here)'),
 ])
 def test_bad_batch_size_or_resize_fails_at_once_without_loading(no_local_sources, kwargs,
                                                                 message):
@@ -273,3 +282,143 @@ def test_decoded_cache_does_not_outlive_a_change_of_FASHION_MNIST_DIR(
         os.remove(good / name)
     monkeypatch.setenv(fmf.ENV_VAR, str(good))
     assert data.fashion_mnist_arrays(train=False, mirrors=()) is first
+
+
+@pytest.mark.parametrize('ctx, error, message', [
+    ('cpu', TypeError, "load_data_fashion_mnist: ctx must be a device such as mx.cpu() or "
+                       "mx.gpu(0), e.g. ctx=try_gpu(); got 'cpu' (of type str)."),
+    ([mx.cpu()], TypeError, 'load_data_fashion_mnist keeps the data on one device; got the list '
+                            '[cpu(0)]. Pass one device, e.g. ctx=try_gpu(); to train on several '
+                            'devices, keep the data on the CPU'),
+    ((mx.cpu(),), TypeError, 'got the list [cpu(0)]'),
+    (0, TypeError, 'got 0 (of type int)'),
+])
+def test_ctx_that_is_not_one_device_fails_before_loading(no_local_sources, ctx, error, message):
+    # no source is reachable: before the check, 'cpu' and lists failed deep inside MXNet, and
+    # here the load itself would raise DataUnavailableError first
+    with pytest.raises(error) as err:
+        load_data_fashion_mnist(8, ctx=ctx, train_subset=8, test_subset=8, seed=0)
+    assert message in str(err.value)
+
+
+@pytest.mark.skipif(device.num_gpus() > 0, reason='needs a machine where MXNet sees no GPU')
+@pytest.mark.parametrize('ctx', [mx.gpu(0), mx.gpu(2)])
+def test_gpu_ctx_that_cannot_run_fails_before_loading_and_points_to_try_gpu(no_local_sources,
+                                                                              ctx):
+    # a real unusable GPU request: this machine has no GPU (before: MXNet's C++ trace
+    # "Compile with USE_CUDA=1" from storage.cc)
+    device.reset_gpu_cache()
+    with pytest.raises(ValueError) as err:
+        load_data_fashion_mnist(8, ctx=ctx, train_subset=8, test_subset=8, seed=0)
+    message = str(err.value)
+    assert 'ctx=%s, but this GPU cannot be used: no GPU visible to MXNet' % ctx in message
+    assert 'Use ctx=try_gpu(), which falls back to the CPU.' in message
+
+
+@pytest.mark.parametrize('seed', [-1, 2 ** 32, 1.5, 'a', True])
+def test_seed_outside_numpy_range_or_not_an_integer_fails_at_once(no_local_sources, seed):
+    with pytest.raises(ValueError) as err:
+        load_data_fashion_mnist(8, seed=seed, train_subset=8, test_subset=8)
+    assert ('load_data_fashion_mnist: seed must be None or an integer from 0 to 2**32 - 1 '
+            "(numpy's range), e.g. seed=0; got %r" % (seed,)) in str(err.value)
+
+
+@pytest.mark.parametrize('seed', [0, 5, 2 ** 32 - 1])
+def test_every_seed_numpy_accepts_works_and_shuffles_from_seed_plus_one(fashion_mnist_dir, seed):
+    """seed=2**32-1 used to fail (the shuffle was seeded with seed + 1); the shuffle stream is
+    now (seed + 1) mod 2**32, so the order for every other seed is the one it always was."""
+    train_iter, _ = load_data_fashion_mnist(16, root=fashion_mnist_dir, train_subset=40,
+                                            test_subset=8, seed=seed)
+    X_in_order, y_in_order, _ = epoch(train_iter.in_order())
+    X, y, sizes = epoch(train_iter)
+    assert sizes == [16, 16, 8]
+    # oracle: numpy's own permutation from the documented stream
+    order = np.random.RandomState((seed + 1) % 2 ** 32).permutation(40)
+    np.testing.assert_array_equal(X, X_in_order[order])
+    np.testing.assert_array_equal(y, y_in_order[order])
+
+
+@pytest.mark.parametrize('shuffle', ['no', 'False', 0, 1, None])
+def test_shuffle_must_be_true_or_false(no_local_sources, shuffle):
+    # before: 'no' was accepted and, being a non-empty string, shuffled
+    with pytest.raises(TypeError) as err:
+        load_data_fashion_mnist(8, shuffle=shuffle, train_subset=8, test_subset=8, seed=0)
+    assert 'load_data_fashion_mnist: shuffle must be True or False; got %r' % (shuffle,) \
+        in str(err.value)
+
+
+def test_numpy_bool_is_accepted_as_shuffle(fashion_mnist_dir):
+    train_iter, _ = load_data_fashion_mnist(8, root=fashion_mnist_dir, train_subset=16,
+                                            test_subset=8, seed=0, shuffle=np.bool_(False))
+    assert train_iter.shuffle is False
+    same_order = epoch(train_iter.in_order())[1]
+    np.testing.assert_array_equal(epoch(train_iter)[1], same_order)
+
+
+# ---------------------------------------------------------------- text labels
+
+def test_text_labels_of_real_labels_follow_the_dataset_classes(fashion_mnist_dir):
+    _, test_iter = load_data_fashion_mnist(10, root=fashion_mnist_dir, train_subset=8,
+                                           test_subset=10, seed=0)
+    _, y = next(iter(test_iter))                      # float32 NDArray, as the loader serves
+    texts = get_fashion_mnist_labels(y)
+    # oracle: Zalando's class list, indexed by the integer labels
+    classes = ['t-shirt', 'trouser', 'pullover', 'dress', 'coat', 'sandal', 'shirt', 'sneaker',
+               'bag', 'ankle boot']
+    assert texts == [classes[int(k)] for k in y.asnumpy()]
+    assert get_fashion_mnist_labels(np.array([0, 9], dtype=np.uint8)) == ['t-shirt', 'ankle boot']
+    assert get_fashion_mnist_labels([2.0, np.int64(1)]) == ['pullover', 'trouser']
+
+
+@pytest.mark.parametrize('labels, bad', [
+    ([-1], '-1'),                    # before: 'ankle boot' (negative indexing)
+    ([3, 10], '10 at position 1'),   # before: IndexError 'tuple index out of range'
+    ([2.7], '2.7'),                  # before: 'pullover' (int() truncates)
+    (nd.array([1, 2.5]), '2.5 at position 1'),
+    ([float('nan')], 'nan'),
+    ([True], 'True'),
+])
+def test_labels_outside_the_ten_classes_are_refused(labels, bad):
+    with pytest.raises(ValueError) as err:
+        get_fashion_mnist_labels(labels)
+    message = str(err.value)
+    assert 'get_fashion_mnist_labels expects class indices 0-9' in message
+    assert 'got %s' % bad in message and '9 ankle boot' in message
+
+
+@pytest.mark.parametrize('labels', [3, 'coat', np.array(4)])
+def test_a_single_label_instead_of_a_sequence_is_refused(labels):
+    with pytest.raises(TypeError, match='expects a sequence of class indices, e.g. \\[3\\]'):
+        get_fashion_mnist_labels(labels)
+
+
+# ---------------------------------------------------------------- ArrayDataIter arguments
+
+@pytest.mark.parametrize('X, y, error, message', [
+    # before: accepted, and the 2 images without a label were dropped silently
+    (nd.zeros((10, 1, 28, 28)), nd.zeros((8,)), ValueError,
+     'X has 10 examples (shape (10, 1, 28, 28)) but y has 8 labels (shape (8,))'),
+    (nd.zeros((8, 1, 28, 28)), nd.zeros((10,)), ValueError, 'X has 8 examples'),
+    (np.zeros((8, 1, 28, 28)), nd.zeros((8,)), TypeError,
+     'ArrayDataIter expects X and y as NDArrays; got X of type ndarray'),
+    (nd.zeros((8, 1, 28, 28)), [0] * 8, TypeError, 'got y of type list'),
+    (nd.zeros((8, 1, 28, 28)), nd.zeros((8, 10)), ValueError,
+     'expects y of shape (N,), one class index per example; got shape (8, 10)'),
+    (nd.zeros((8, 1, 28, 28)), nd.zeros((8,), ctx=mx.cpu(1)), ValueError,
+     'expects X and y on one device; got X on cpu(0) and y on cpu(1)'),
+])
+def test_array_data_iter_refuses_examples_and_labels_that_do_not_pair_up(X, y, error, message):
+    with pytest.raises(error) as err:
+        ArrayDataIter(X, y, 4)
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize('kwargs, error, message', [
+    (dict(shuffle='no'), TypeError, 'ArrayDataIter: shuffle must be True or False'),
+    (dict(shuffle=True, seed=-1), ValueError, 'ArrayDataIter: seed must be None or an integer'),
+    (dict(resize=100000), ValueError, 'resize must be at most 4096 per side'),
+])
+def test_array_data_iter_checks_shuffle_seed_and_resize(kwargs, error, message):
+    with pytest.raises(error) as err:
+        ArrayDataIter(nd.zeros((8, 1, 28, 28)), nd.zeros((8,)), 4, **kwargs)
+    assert message in str(err.value)
