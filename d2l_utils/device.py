@@ -201,6 +201,47 @@ def _report_once(message):
         warnings.warn(message, NoUsableGPUWarning, stacklevel=3)
 
 
+def _advice_for_cpu_build(reason):
+    """``reason`` (MXNet sees no GPU), with advice that fits the GPUs nvidia-smi lists.
+
+    The CPU wheel's reason advises mxnet-cu117; that is right only for a GPU of compute
+    capability 5.0-8.9. For other GPUs (Hopper and newer) it would be a large install that
+    cannot work, so the advice says so instead.
+    """
+    if build_features(('CUDA',))['CUDA'] or 'install mxnet-cu117' not in reason:
+        return reason   # not the CPU wheel's advice (e.g. counting GPUs failed): keep it
+    gpus, _ = nvidia_smi_gpus()
+    if not gpus:   # no NVIDIA driver (or nvidia-smi) here: the generic advice stands
+        return reason
+    low, high = (tuple(int(p) for p in end.split('.'))
+                 for end in SUPPORTED_COMPUTE_CAPABILITY.split('-'))
+
+    def capability(cap):
+        try:
+            return tuple(int(p) for p in cap.split('.'))
+        except ValueError:   # '' from a driver older than 510
+            return None
+
+    listed = ', '.join('%s (compute capability %s)' % (name, cap or 'unknown')
+                       for name, cap in gpus)
+    caps = [capability(cap) for _, cap in gpus]
+    if any(cap is not None and low <= cap <= high for cap in caps):
+        return ('no GPU visible to MXNet: this mxnet build has no CUDA. nvidia-smi lists %s; '
+                'for a GPU of compute capability %s, install mxnet-cu117 instead of mxnet, %s'
+                % (listed, SUPPORTED_COMPUTE_CAPABILITY, README_HINT))
+    if all(cap is not None for cap in caps):
+        return ('no GPU visible to MXNet: this mxnet build has no CUDA, and installing '
+                'mxnet-cu117 would not help: nvidia-smi lists %s, and MXNet 1.9.1 GPU wheels '
+                'run only on compute capability %s. No MXNet 1.9.1 build runs on %s: train '
+                'on the CPU, or use the PyTorch appendix (notebook 7), %s'
+                % (listed, SUPPORTED_COMPUTE_CAPABILITY,
+                   'this GPU' if len(gpus) == 1 else 'these GPUs', README_HINT))
+    return ('no GPU visible to MXNet: this mxnet build has no CUDA. nvidia-smi lists %s; '
+            'mxnet-cu117 runs only on compute capability %s (and needs driver 515 or newer), so '
+            'look the capability up before installing it, %s'
+            % (listed, SUPPORTED_COMPUTE_CAPABILITY, README_HINT))
+
+
 def try_gpu(i=0):
     """Return ``mx.gpu(i)`` if MXNet can run a kernel on GPU i, else ``mx.cpu()``.
 
@@ -209,7 +250,9 @@ def try_gpu(i=0):
     """
     count, reason = _count_gpus()
     if count == 0:
-        _report_once('Using the CPU: ' + reason + '.')
+        # with no GPU there is one message only: once it is shown, skip asking nvidia-smi again
+        if not _reported:
+            _report_once('Using the CPU: ' + _advice_for_cpu_build(reason) + '.')
         return mx.cpu()
     if not 0 <= i < count:
         _report_once('Using the CPU: GPU %d was asked for, but MXNet sees %d GPU(s), numbered '
@@ -229,7 +272,9 @@ def try_all_gpus():
     """
     count, reason = _count_gpus()
     if count == 0:
-        _report_once('Using the CPU: ' + reason + '.')
+        # with no GPU there is one message only: once it is shown, skip asking nvidia-smi again
+        if not _reported:
+            _report_once('Using the CPU: ' + _advice_for_cpu_build(reason) + '.')
         return [mx.cpu()]
     statuses = gpu_status()
     usable = [mx.gpu(s.index) for s in statuses if s.usable]

@@ -172,3 +172,63 @@ def test_gpu_returning_wrong_numbers_is_not_usable(monkeypatch):
     ctx, [message] = fallback_messages(device.try_gpu)
     assert ctx == mx.cpu()
     assert 'returned [0.0, 0.0, 0.0] instead of [4.0, 6.0, 8.0]' in message
+
+
+# ---------------------------------------------------------------- advice for the CPU wheel
+
+cpu_wheel_only = pytest.mark.skipif(device.build_features(('CUDA',))['CUDA'],
+                                    reason='the advice is for the plain (CPU-only) mxnet wheel')
+
+
+def fake_nvidia_smi(monkeypatch, gpus):
+    """Stand in for nvidia-smi listing ``gpus`` (no NVIDIA GPU or driver exists on this
+    machine); the mxnet build is this machine's real CPU wheel. Returns the list of calls."""
+    calls = []
+
+    def nvidia_smi_gpus(timeout=10):
+        calls.append(timeout)
+        return list(gpus), None
+
+    monkeypatch.setattr(device, 'nvidia_smi_gpus', nvidia_smi_gpus)
+    return calls
+
+
+@cpu_wheel_only
+@pytest.mark.parametrize('call', [device.try_gpu, device.try_all_gpus])
+def test_cpu_wheel_on_a_hopper_gpu_does_not_advise_mxnet_cu117(monkeypatch, call):
+    """The CPU wheel on a machine with an H200 (compute capability 9.0; a stand-in)."""
+    fake_nvidia_smi(monkeypatch, [('NVIDIA H200', '9.0')])
+    result, [message] = fallback_messages(call)
+    assert result in (mx.cpu(), [mx.cpu()])
+    # before: "for a GPU, install mxnet-cu117 instead of mxnet", which cannot run on 9.0
+    assert 'install mxnet-cu117 instead' not in message
+    assert 'installing mxnet-cu117 would not help' in message
+    assert 'NVIDIA H200 (compute capability 9.0)' in message
+    assert 'compute capability 5.0-8.9' in message and "README 'GPUs'" in message
+
+
+@cpu_wheel_only
+def test_cpu_wheel_beside_a_supported_gpu_advises_mxnet_cu117_and_names_the_gpu(monkeypatch):
+    """The CPU wheel on a machine with an RTX 3090 (8.6, which mxnet-cu117 runs on; a
+    stand-in) and an H100 (9.0)."""
+    fake_nvidia_smi(monkeypatch, [('NVIDIA GeForce RTX 3090', '8.6'),
+                                  ('NVIDIA H100 80GB HBM3', '9.0')])
+    _, [message] = fallback_messages(device.try_gpu)
+    assert 'NVIDIA GeForce RTX 3090 (compute capability 8.6)' in message
+    assert 'install mxnet-cu117 instead of mxnet' in message
+
+
+@cpu_wheel_only
+def test_cpu_wheel_with_a_driver_that_hides_the_capability_says_to_look_it_up(monkeypatch):
+    """A stand-in driver older than 510: nvidia-smi gives the name but no compute capability."""
+    fake_nvidia_smi(monkeypatch, [('Tesla K80', '')])
+    _, [message] = fallback_messages(device.try_gpu)
+    assert 'Tesla K80 (compute capability unknown)' in message
+    assert 'look the capability up before installing it' in message
+
+
+@cpu_wheel_only
+def test_nvidia_smi_is_asked_once_however_often_try_gpu_runs(monkeypatch):
+    calls = fake_nvidia_smi(monkeypatch, [('NVIDIA H200', '9.0')])
+    _, messages = fallback_messages(lambda: (device.try_gpu(), device.try_all_gpus()), times=4)
+    assert len(messages) == 1 and len(calls) == 1
