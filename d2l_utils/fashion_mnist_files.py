@@ -114,12 +114,18 @@ def _verified(raw, name, where, fix):
         except (EOFError, OSError, zlib.error) as err:
             raise CorruptFileError('%s is not a complete gzip file (%s). %s'
                                    % (where, err, fix)) from None
-    if len(raw) != expected_size or hashlib.sha256(raw).hexdigest() != expected_sha:
+    sha = hashlib.sha256(raw).hexdigest()
+    if len(raw) != expected_size or sha != expected_sha:
+        other = next((n for n, (s, size) in FILES.items() if (s, size) == (sha, len(raw))), None)
+        if other is not None:   # an intact file under the wrong name: deleting it is wrong
+            raise CorruptFileError(
+                '%s holds the Fashion-MNIST file %s, not %s: the files are misnamed (or '
+                'swapped). Give each file its own name (the content of %s is what %s expects).'
+                % (where, other, name, other, other))
         raise CorruptFileError(
             '%s does not hold the Fashion-MNIST file %s: expected %d bytes with SHA-256 %s..., '
             'got %d bytes with SHA-256 %s.... %s'
-            % (where, name, expected_size, expected_sha[:12], len(raw),
-               hashlib.sha256(raw).hexdigest()[:12], fix))
+            % (where, name, expected_size, expected_sha[:12], len(raw), sha[:12], fix))
     return raw
 
 
@@ -365,6 +371,14 @@ def fetch_file(name, root=None, mirrors=MIRRORS, cache_dir=None, timeout=30, pro
     """
     if name not in FILES:
         raise ValueError('unknown Fashion-MNIST file %r; expected one of %s' % (name, sorted(FILES)))
+    if isinstance(mirrors, str):   # iterating it would try one 'mirror' per character
+        raise TypeError('fetch_file: mirrors must be a sequence of base URLs, e.g. (%r,); got '
+                        'the string %r' % (mirrors, mirrors))
+    for label, seconds in (('timeout', timeout), ('deadline', deadline)):
+        if (not isinstance(seconds, (int, float)) or isinstance(seconds, bool)
+                or not 0 < seconds < float('inf')):
+            raise ValueError('fetch_file: %s must be a positive number of seconds, e.g. %s=30; '
+                             'got %r' % (label, label, seconds))
     given_cache_dir = cache_dir is not None
     cache_dir = str(cache_dir) if given_cache_dir else mxnet_cache_dir()
     remove_stale_parts(cache_dir)

@@ -574,3 +574,33 @@ def test_only_stale_part_files_are_removed(tmp_path):
     removed = fmf.remove_stale_parts(folder)
     assert removed == [str(folder / old_style)]
     assert listing(folder) == sorted([live, fresh_old_style, other_host] + unrelated)
+
+
+def test_a_file_under_another_files_name_is_called_misnamed_not_damaged(
+        fashion_mnist_dir, isolated_sources, tmp_path):
+    folder = tmp_path / 'swapped'
+    folder.mkdir()
+    link_or_copy(os.path.join(fashion_mnist_dir, TEST_LABELS), str(folder / TRAIN_LABELS))
+    with pytest.warns(UserWarning) as warned:
+        _, source = fmf.fetch_file(TRAIN_LABELS, root=folder, mirrors=())
+    assert source == os.path.join(fashion_mnist_dir, TRAIN_LABELS)
+    [message] = [str(w.message) for w in warned if str(folder) in str(w.message)]
+    # before: "expected 60008 bytes ..., got 10008 bytes ... Delete it", for an intact file
+    assert 'holds the Fashion-MNIST file %s, not %s: the files are misnamed (or swapped)' \
+        % (TEST_LABELS, TRAIN_LABELS) in message
+    assert 'Delete it' not in message
+
+
+@pytest.mark.parametrize('kwargs, error, message', [
+    (dict(mirrors='http://127.0.0.1:1/'), TypeError,
+     "mirrors must be a sequence of base URLs, e.g. ('http://127.0.0.1:1/',)"),
+    (dict(timeout=0), ValueError, 'timeout must be a positive number of seconds'),
+    (dict(deadline=-1), ValueError, 'deadline must be a positive number of seconds'),
+    (dict(deadline=float('inf')), ValueError, 'got inf'),
+    (dict(timeout='30'), ValueError, "got '30'"),
+])
+def test_bad_download_settings_are_refused_before_anything_is_tried(no_local_sources, tmp_path,
+                                                                   kwargs, error, message):
+    with pytest.raises(error) as err:
+        fmf.fetch_file(TEST_LABELS, cache_dir=tmp_path / 'cache', **kwargs)
+    assert message in str(err.value)
