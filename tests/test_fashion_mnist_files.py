@@ -544,6 +544,7 @@ def test_part_file_of_a_killed_download_is_removed_by_the_next_load(
             if listing(cache) or child.poll() is not None:
                 break
             time.sleep(0.1)
+        time.sleep(0.5)   # past the child's write check, into the trickling download
     finally:
         child.kill()   # SIGKILL: no cleanup handler runs, as with kill -9
         child.wait()
