@@ -70,10 +70,21 @@ install_system_packages() {
     echo "  to install them: sudo apt-get install --no-install-recommends ${missing[*]}"
     return
   fi
-  echo "install.sh: apt-get install ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  local available=()
+  for pkg in "${missing[@]}"; do
+    if apt-cache show "$pkg" >/dev/null 2>&1; then
+      available+=("$pkg")
+    else
+      echo "install.sh: $pkg is not in this system's package lists: skipped" \
+           "(without dataset-fashion-mnist the loader downloads the files on first use)"
+    fi
+  done
+  if [ ${#available[@]} -gt 0 ]; then
+    echo "install.sh: apt-get install ${available[*]}"
+    apt-get install -y -qq --no-install-recommends "${available[@]}" >/dev/null
+  fi
 }
 
 install_python_packages() {
