@@ -29,7 +29,7 @@ system=yes
 python_part=yes
 while [ $# -gt 0 ]; do
   case "$1" in
-    --dev) requirements=requirements-dev.txt ;;
+    --dev) requirements='requirements-dev.txt' ;;
     --venv) [ $# -ge 2 ] || { echo "install.sh: --venv needs a folder" >&2; exit 2; }
             venv=$2; shift ;;
     --no-venv) venv= ;;
