@@ -1,7 +1,8 @@
 """An environment report a learner can paste into a question: ``python -m d2l_utils``.
 
-It lists versions, what this MXNet build can do, which GPUs MXNet can run on, and where the
-Fashion-MNIST files were found. It downloads nothing and changes nothing.
+It lists versions, the platform and the install route for it, what this MXNet build can do,
+which GPUs MXNet can run on, and where the Fashion-MNIST files were found. It downloads nothing
+and changes nothing.
 """
 import os
 import platform
@@ -10,6 +11,41 @@ from importlib import metadata
 
 from . import device
 from . import fashion_mnist_files as files
+
+__all__ = ['environment_report', 'platform_route']
+
+COURSE_MXNET = '1.9.1'   # the version requirements.txt pins and the notebooks were run with
+CONTAINER = ('the container (README.md, "Which computers"): docker build -t d2l-batch-norm . '
+             'then docker run --rm -it --init -p 8888:8888 d2l-batch-norm')
+# (platform.system(), platform.machine()) -> (PyPI has an mxnet 1.9.1 wheel, what to do).
+# tools/check_wheels.py re-checks the wheels; README.md says how each route was verified.
+ROUTES = {
+    ('Linux', 'x86_64'): (
+        True, 'Linux x86-64: PyPI has the mxnet 1.9.1 wheel; tools/install.sh installs '
+        'everything (it is what CI runs).'),
+    ('Linux', 'aarch64'): (
+        True, 'Linux aarch64: PyPI has the mxnet 1.9.1 wheel, but it needs Arm Performance '
+        'Libraries that it does not ship; tools/install.sh installs OpenBLAS in their place '
+        '(tools/fix_mxnet_aarch64.sh).'),
+    ('Darwin', 'x86_64'): (
+        True, 'macOS Intel: PyPI has the mxnet 1.9.1 wheel; install with tools/install.sh or '
+        'the README\'s one-line command.'),
+    ('Darwin', 'aarch64'): (
+        False, 'macOS on Apple Silicon: PyPI has no mxnet 1.9.1 wheel for it (`pip install '
+        'mxnet` finds only 1.6.0, whose binaries are Linux x86-64 ones that cannot load). Use '
+        + CONTAINER + '; Docker Desktop runs it as linux/arm64.'),
+    ('Windows', 'x86_64'): (
+        False, 'Windows: PyPI has no mxnet 1.9.1 wheel for it (the newest is 1.7.0.post2). Use '
+        'WSL 2 with Ubuntu and follow the Linux instructions inside it, or use '
+        + CONTAINER + '.'),
+    ('Windows', 'aarch64'): (
+        False, 'Windows on Arm: PyPI has no mxnet 1.9.1 wheel for it. Use WSL 2 (that is Linux '
+        'aarch64: follow the Linux instructions inside it), or use ' + CONTAINER + '.'),
+}
+# platform.machine() names one processor differently on each system (arm64 on macOS, ARM64 on
+# Windows, aarch64 on Linux)
+MACHINE_NAMES = {'x86_64': 'x86_64', 'amd64': 'x86_64', 'x64': 'x86_64',
+                 'aarch64': 'aarch64', 'arm64': 'aarch64'}
 
 # Distributions whose versions matter for the course (label, distribution name)
 PACKAGES = (('numpy', 'numpy'), ('d2lzh', 'd2lzh'),
@@ -46,10 +82,38 @@ def _mxnet_distributions():
     return sorted(found)
 
 
+def platform_route(system=None, machine=None):
+    """(has_wheel, advice) for a platform, default this one.
+
+    system, machine: as ``platform.system()`` and ``platform.machine()`` return them, e.g.
+    ('Linux', 'x86_64'), ('Darwin', 'arm64'), ('Windows', 'AMD64').
+    has_wheel: whether PyPI has an mxnet 1.9.1 wheel for Python 3.11 there; advice: one
+    sentence saying what to do there.
+    """
+    system = platform.system() if system is None else system
+    machine = platform.machine() if machine is None else machine
+    key = (system, MACHINE_NAMES.get(machine.lower(), machine))
+    if key in ROUTES:
+        return ROUTES[key]
+    return False, ('%s on %s: PyPI has no mxnet 1.9.1 wheel for it. Use %s, or a Linux x86-64 '
+                   'machine.' % (system or 'this system', machine or 'this processor', CONTAINER))
+
+
+def _where():
+    """' (WSL 2)', ' (in a container)' or '': what the platform string alone does not say."""
+    if platform.system() == 'Linux' and 'microsoft' in platform.release().lower():
+        return ' (WSL 2)'
+    if os.path.exists('/.dockerenv') or os.path.exists('/run/.containerenv'):
+        return ' (in a container)'
+    return ''
+
+
 def _python_lines():
+    has_wheel, advice = platform_route()
     return [_line('Python', '%s (%s) at %s' % (platform.python_version(),
                                                platform.python_implementation(), sys.executable)),
-            _line('Platform', '%s (%s)' % (platform.platform(), platform.machine()))]
+            _line('Platform', '%s (%s)%s' % (platform.platform(), platform.machine(), _where())),
+            _line('Route' if has_wheel else 'WARNING', advice)]
 
 
 def _package_lines():
@@ -58,6 +122,10 @@ def _package_lines():
     # the GPU wheel is the distribution mxnet-cu117, so ask the module for its version
     lines = [_line('mxnet', '%s (distribution %s) at %s'
                    % (mx.__version__, ', '.join(dists) or 'unknown', os.path.dirname(mx.__file__)))]
+    if mx.__version__ != COURSE_MXNET:
+        lines.append(_line('WARNING', 'this is mxnet %s; the course pins mxnet %s '
+                           '(requirements.txt), and its notebooks and tests run with that. %s'
+                           % (mx.__version__, COURSE_MXNET, platform_route()[1])))
     if len(dists) > 1:
         lines.append(_line('WARNING', 'several MXNet distributions are installed (%s); they '
                            'overwrite each other. Uninstall all of them, then install one '

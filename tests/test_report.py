@@ -11,7 +11,8 @@ import mxnet as mx
 import numpy as np
 
 from d2l_utils import device, fashion_mnist_files as files
-from d2l_utils.report import environment_report
+from d2l_utils import report as report_module
+from d2l_utils.report import environment_report, platform_route
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -97,3 +98,64 @@ def test_a_failing_section_is_reported_in_place(monkeypatch):
     report = environment_report()
     assert 'could not collect this section: RuntimeError: no permission' in report
     assert '== Environment variables ==' in report
+
+
+def test_the_report_gives_this_linux_x86_64_machine_its_route(monkeypatch):
+    monkeypatch.setattr(files, 'candidate_dirs', lambda root=None: [])   # skip data hashing
+    report = environment_report()
+    assert platform.system() == 'Linux' and platform.machine() == 'x86_64'   # CI's machine
+    assert ('Route             Linux x86-64: PyPI has the mxnet 1.9.1 wheel; tools/install.sh '
+            in report)
+    assert 'WARNING' not in report
+
+
+# The platforms below cannot exist on this Linux x86-64 machine, so they are passed in as
+# platform.system() and platform.machine() would name them there.
+@pytest.mark.parametrize('system, machine, has_wheel, route', [
+    ('Linux', 'x86_64', True, 'tools/install.sh installs everything'),
+    ('Linux', 'aarch64', True, 'tools/fix_mxnet_aarch64.sh'),
+    ('Darwin', 'x86_64', True, 'macOS Intel: PyPI has the mxnet 1.9.1 wheel'),
+    ('Darwin', 'arm64', False, 'docker build -t d2l-batch-norm .'),
+    ('Windows', 'AMD64', False, 'Use WSL 2 with Ubuntu and follow the Linux instructions'),
+    ('Windows', 'ARM64', False, 'WSL 2 (that is Linux aarch64'),
+    ('Linux', 'ppc64le', False, 'Linux on ppc64le: PyPI has no mxnet 1.9.1 wheel'),
+])
+def test_each_platform_gets_the_route_its_wheels_allow(system, machine, has_wheel, route):
+    found, advice = platform_route(system, machine)
+    assert found is has_wheel
+    assert route in advice, advice
+
+
+def test_on_an_apple_silicon_mac_the_report_warns_and_points_to_the_container(monkeypatch):
+    """A Mac cannot exist here: platform.system() and platform.machine() answer as on one."""
+    monkeypatch.setattr(platform, 'system', lambda: 'Darwin')
+    monkeypatch.setattr(platform, 'machine', lambda: 'arm64')
+    monkeypatch.setattr(files, 'candidate_dirs', lambda root=None: [])
+    report = environment_report()
+    assert 'WARNING           macOS on Apple Silicon: PyPI has no mxnet 1.9.1 wheel' in report
+    assert 'docker run --rm -it --init -p 8888:8888 d2l-batch-norm' in report
+
+
+def test_an_mxnet_other_than_the_pinned_one_is_named_with_the_route(monkeypatch):
+    """An old mxnet (Windows' newest wheel is 1.7.0.post2) cannot be installed beside 1.9.1 here,
+    so the version mxnet reports is replaced, and Windows answers as platform.system()."""
+    monkeypatch.setattr(mx, '__version__', '1.7.0.post2')
+    monkeypatch.setattr(platform, 'system', lambda: 'Windows')
+    monkeypatch.setattr(platform, 'machine', lambda: 'AMD64')
+    monkeypatch.setattr(files, 'candidate_dirs', lambda root=None: [])
+    report = environment_report()
+    assert ('WARNING           this is mxnet 1.7.0.post2; the course pins mxnet %s'
+            % report_module.COURSE_MXNET) in report
+    assert 'Use WSL 2 with Ubuntu' in report
+
+
+def test_the_pinned_mxnet_in_the_report_is_the_one_in_requirements_txt():
+    pins = (REPO / 'requirements.txt').read_text().split()
+    assert 'mxnet==%s' % report_module.COURSE_MXNET in pins
+
+
+def test_wsl_2_is_named_in_the_platform_line(monkeypatch):
+    """WSL 2's kernel release string, as Microsoft's kernel reports it; this machine is not WSL."""
+    monkeypatch.setattr(platform, 'release', lambda: '5.15.153.1-microsoft-standard-WSL2')
+    monkeypatch.setattr(files, 'candidate_dirs', lambda root=None: [])
+    assert '(x86_64) (WSL 2)' in environment_report()
