@@ -9,11 +9,30 @@ import numpy as np
 from mxnet import autograd, init, nd
 from mxnet.gluon import nn
 
+__all__ = ['BatchNorm', 'BatchNormCalling', 'batch_norm', 'check_batch_norm_inputs',
+           'moving_average', 'param_shape']
 
-def _check_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var):
+
+def param_shape(num_features, num_dims):
+    """The shape of gamma, beta and the moving statistics: (1, D) for num_dims 2 (input (N, D)),
+    (1, C, 1, 1) for num_dims 4 (input (N, C, H, W)), so they broadcast against the input."""
+    return (1, num_features) if num_dims == 2 else (1, num_features, 1, 1)
+
+
+def moving_average(moving, batch_value, momentum):
+    """One step of the exponential moving average: momentum * moving + (1 - momentum) * batch_value.
+
+    The update ``batch_norm`` writes out for its moving mean and variance; the other layers
+    (``FastBatchNorm``, ``CrossDeviceBatchNorm``) call this. Works on NDArrays and numbers.
+    """
+    return momentum * moving + (1.0 - momentum) * batch_value
+
+
+def check_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var):
     """Raise ValueError, saying what to change, if batch_norm cannot use these inputs.
 
-    Shape and dtype checks only: they read metadata, so they cost no computation and no sync
+    X: (N, D) or (N, C, H, W); gamma, beta, moving_mean, moving_var: ``param_shape(D or C,
+    X.ndim)``, X's float dtype. Shape and dtype checks only: they read metadata, so they cost no computation and no sync
     (about 20 microseconds a call).
     """
     shape, dtype = X.shape, X.dtype   # each NDArray attribute read is a call into MXNet
@@ -28,7 +47,7 @@ def _check_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var):
                          'got X of dtype %s. Convert it first, e.g. X.astype(\'float32\').'
                          % np.dtype(dtype).name)
     num_features = shape[1]
-    expected = (1, num_features) if len(shape) == 2 else (1, num_features, 1, 1)
+    expected = param_shape(num_features, len(shape))
     for name, param in (('gamma', gamma), ('beta', beta),
                         ('moving_mean', moving_mean), ('moving_var', moving_var)):
         if param.shape != expected:
@@ -55,7 +74,7 @@ def batch_norm(X, gamma, beta, moving_mean, moving_var, eps, momentum):
     returned moving statistics are updated; in prediction mode the moving statistics are used
     and returned unchanged.
     """
-    _check_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var)
+    check_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var)
     # autograd tells us the mode: record() means training, otherwise we are predicting
     if not autograd.is_training():
         # Prediction: use the moving averages, so an example's output does not depend on its batch
@@ -119,6 +138,33 @@ class BatchNorm(nn.Block):
     def forward(self, X):
         ctx = X.context   # use the copies on X's device (one copy per device in data parallelism)
         Y, moving_mean, moving_var = batch_norm(
+            X, self.gamma.data(ctx), self.beta.data(ctx), self.moving_mean.data(ctx),
+            self.moving_var.data(ctx), eps=self.eps, momentum=self.momentum)
+        if autograd.is_training():
+            # Write the new statistics into this device's copy, in place. They are state, not
+            # part of what the gradient flows through; and inside record() MXNet refuses in-place
+            # writes to arrays the recorded graph uses, so pause recording.
+            with autograd.pause():
+                self.moving_mean.data(ctx)[:] = moving_mean
+                self.moving_var.data(ctx)[:] = moving_var
+        return Y
+
+
+class BatchNormCalling(BatchNorm):
+    """``BatchNorm`` whose forward calls ``self.batch_norm_fn`` instead of ``batch_norm``.
+
+    A subclass sets ``batch_norm_fn`` (a function with ``batch_norm``'s signature and results,
+    or a property choosing one per call) and keeps everything else: the Parameters, the
+    per-device copies and the in-place update of the moving statistics. ``FastBatchNorm`` and
+    the layers of ``bn_mistakes`` are built this way; tests/test_layers.py checks that this
+    forward is ``BatchNorm.forward`` with that one name changed.
+    """
+
+    batch_norm_fn = staticmethod(batch_norm)
+
+    def forward(self, X):
+        ctx = X.context   # use the copies on X's device (one copy per device in data parallelism)
+        Y, moving_mean, moving_var = self.batch_norm_fn(
             X, self.gamma.data(ctx), self.beta.data(ctx), self.moving_mean.data(ctx),
             self.moving_var.data(ctx), eps=self.eps, momentum=self.momentum)
         if autograd.is_training():

@@ -10,13 +10,11 @@ import mxnet as mx
 from mxnet import autograd, gluon, init, nd
 from mxnet.gluon import nn
 
-from d2l_utils import bn_mistakes
-from d2l_utils.layers import BatchNorm, batch_norm
-from d2l_utils.checks import (BLOCK_PROPERTIES, FUNCTION_PROPERTIES, CheckReport,
-                              check_batch_norm, check_batch_norm_block)
-from d2l_utils.data import load_data_fashion_mnist
-from d2l_utils.models import lenet
-from d2l_utils.training import NonFiniteLossError, set_seed, train
+from d2l_utils import (BatchNorm, BatchNormCalling, BookBatchNorm, CheckReport,
+                       NonFiniteLossError, batch_norm, bn_mistakes, book_batch_norm,
+                       check_batch_norm, check_batch_norm_block, lenet, load_data_fashion_mnist,
+                       set_seed, train)
+from d2l_utils.checks import BLOCK_PROPERTIES, FUNCTION_PROPERTIES
 
 FUNCTION_NAMES = [name for name, _ in FUNCTION_PROPERTIES]
 BLOCK_NAMES = [name for name, _ in BLOCK_PROPERTIES]
@@ -80,33 +78,14 @@ def test_reference_layer_passes_every_property():
     assert [r.name for r in report.results] == BLOCK_NAMES
 
 
-def book_batch_norm(X, gamma, beta, moving_mean, moving_var, eps, momentum):
-    """The book's batch_norm, verbatim apart from comments (2-D statistics without keepdims)."""
-    if not autograd.is_training():
-        X_hat = (X - moving_mean) / nd.sqrt(moving_var + eps)
-    else:
-        assert len(X.shape) in (2, 4)
-        if len(X.shape) == 2:
-            mean = X.mean(axis=0)
-            var = ((X - mean) ** 2).mean(axis=0)
-        else:
-            mean = X.mean(axis=(0, 2, 3), keepdims=True)
-            var = ((X - mean) ** 2).mean(axis=(0, 2, 3), keepdims=True)
-        X_hat = (X - mean) / nd.sqrt(var + eps)
-        moving_mean = momentum * moving_mean + (1.0 - momentum) * mean
-        moving_var = momentum * moving_var + (1.0 - momentum) * var
-    Y = gamma * X_hat + beta
-    return Y, moving_mean, moving_var
-
-
 def test_books_own_function_passes_every_property():
     report = quiet_check(book_batch_norm, block=False)
     assert report.passed, str(report)
 
 
 def test_layer_that_mistakes_are_built_on_passes_with_the_reference_function():
-    # bn_mistakes._LayerCalling copies d2l_utils.BatchNorm.forward; with batch_norm it must pass
-    assert quiet_check(bn_mistakes._LayerCalling, block=True).passed
+    # BatchNormCalling copies d2l_utils.BatchNorm.forward; with batch_norm it must pass
+    assert quiet_check(BatchNormCalling, block=True).passed
 
 
 # --- each real mistake fails exactly its properties, naming its cause
@@ -276,7 +255,7 @@ def test_checker_given_a_layer_instance_or_a_class_to_the_wrong_checker_says_whi
 # --- the report object
 
 def test_report_prints_one_line_per_property_and_a_one_line_repr(capsys):
-    report = check_batch_norm_block(bn_mistakes.BookBatchNorm)
+    report = check_batch_norm_block(BookBatchNorm)
     printed = capsys.readouterr().out
     assert printed.strip() == str(report)
     heads = [line.split()[:2] for line in printed.splitlines()[1:] if line[:4] in ('PASS', 'FAIL')]
@@ -288,7 +267,7 @@ def test_report_prints_one_line_per_property_and_a_one_line_repr(capsys):
 
 
 def test_report_can_leave_out_the_passing_properties():
-    report = check_batch_norm_block(bn_mistakes.BookBatchNorm, verbose=False)
+    report = check_batch_norm_block(BookBatchNorm, verbose=False)
     lines = report.format(failures_only=True).splitlines()
     assert lines[0] == str(report).splitlines()[0]
     assert [line.split()[1] for line in lines[1:] if line.startswith('FAIL')] == \
