@@ -305,3 +305,22 @@ def test_nan_guard_names_the_batch_norm_layer_with_negative_variance(fashion_mni
     assert 'batch 1 of 4' in message
     assert ('the first layer whose output is not finite is %s (NegativeVarianceBatchNorm)'
             % first_bn.name) in message
+
+
+# --- how the checker is built
+
+def test_every_property_is_a_registered_function_of_its_own_name_in_the_printed_order():
+    from d2l_utils.checks.properties import PROPERTIES
+    assert list(PROPERTIES) == BLOCK_NAMES and BLOCK_NAMES[0] == 'builds'
+    assert [name for name, p in PROPERTIES.items() if not p.block_only] == FUNCTION_NAMES
+    assert all(p.check.__name__ == name for name, p in PROPERTIES.items())
+
+
+def test_running_a_subject_for_gradients_in_a_mode_that_does_not_record_is_refused():
+    from d2l_utils.checks.harness import FunctionInstance, cases, run
+    case = cases()[0]
+    with pytest.raises(ValueError, match='gradients need a mode that records'):
+        run(FunctionInstance(batch_norm, case), case.x, 'prediction', head=case.head)
+    Y, dX = run(FunctionInstance(batch_norm, case), case.x, 'record(train_mode=False)',
+                head=case.head)
+    assert Y.shape == dX.shape == case.shape
