@@ -17,8 +17,7 @@ as ``cls(num_features, num_dims)``.
 from collections import namedtuple
 
 import mxnet as mx
-from mxnet import autograd, init, nd
-from mxnet.gluon import nn
+from mxnet import autograd, nd
 
 from .book import BookBatchNorm, book_batch_norm
 from .layers import BatchNorm, BatchNormCalling, batch_norm, check_batch_norm_inputs, param_shape
@@ -29,7 +28,7 @@ __all__ = ['MISTAKES', 'Mistake', 'FixedDeviceBatchNorm', 'MeanFromItselfBatchNo
            'batch_norm_mode_from_recording', 'batch_norm_negative_variance', 'batch_norm_var_plus']
 
 
-# --- Mistakes in the function (1, 2, 3, 7): copies of d2l_utils.layers.batch_norm with one line changed
+# --- Mistakes in the function (1, 2, 3, 7): copies of d2l_utils.layers.batch_norm, one line changed
 
 def batch_norm_negative_variance(X, gamma, beta, moving_mean, moving_var, eps, momentum):
     """Mistake 1: the variance written as ``(X - mean ** 2).mean(...)``.

@@ -1,9 +1,9 @@
 """The book's own scratch batch normalization, verbatim (comments translated), defects included.
 
-This is the code of chapter 批量归一化 as 动手学深度学习 (MXNet edition) prints it, kept once so
-that ``bn_mistakes``, the tests and the benchmark use the same text and notebook 2 can show it
-as a checked cell. ``d2l_utils.layers`` holds the version the notebooks teach; the differences are
-the two defects of ``BookBatchNorm``, which notebook 2 demonstrates:
+This is the code of chapter 批量归一化 as 动手学深度学习 (MXNet edition) prints it, kept
+once so that ``bn_mistakes``, the tests and the benchmark use the same text and notebook 2 can
+show it as a checked cell. ``d2l_utils.layers`` holds the version the notebooks teach; the
+differences are the two defects of ``BookBatchNorm``, which notebook 2 demonstrates:
 
 1. the moving statistics are plain NDArray attributes, not Parameters: ``save_parameters`` does
    not save them (a reloaded net predicts with zeros) and ``initialize(ctx=...)`` does not place

@@ -10,7 +10,7 @@ from mxnet import autograd, init, nd
 from mxnet.gluon import nn
 
 __all__ = ['BatchNorm', 'BatchNormCalling', 'batch_norm', 'check_batch_norm_inputs',
-           'moving_average', 'param_shape']
+           'check_batch_norm_shapes', 'moving_average', 'param_shape']
 
 
 def param_shape(num_features, num_dims):
@@ -28,36 +28,46 @@ def moving_average(moving, batch_value, momentum):
     return momentum * moving + (1.0 - momentum) * batch_value
 
 
-def check_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var):
-    """Raise ValueError, saying what to change, if batch_norm cannot use these inputs.
-
-    X: (N, D) or (N, C, H, W); gamma, beta, moving_mean, moving_var: ``param_shape(D or C,
-    X.ndim)``, X's float dtype. Shape and dtype checks only: they read metadata, so they cost no computation and no sync
-    (about 20 microseconds a call).
-    """
-    shape, dtype = X.shape, X.dtype   # each NDArray attribute read is a call into MXNet
+def check_batch_norm_shapes(x_shape, **param_shapes):
+    """Raise ValueError, saying what to change, unless X of shape ``x_shape`` is (N, D) or
+    (N, C, H, W) and every named shape (gamma=..., beta=..., moving_mean=..., moving_var=...)
+    is ``param_shape(D or C, len(x_shape))``. Shapes are tuples; any framework's arrays."""
+    shape = tuple(x_shape)
     if len(shape) not in (2, 4):
         hint = ''
         if len(shape) == 3:
             hint = ' For a 1-D sequence (N, C, L), reshape to (N, C, L, 1).'
         raise ValueError('batch_norm expects a 2-D (N, D) or 4-D (N, C, H, W) input; '
                          'got shape %s.%s' % (shape, hint))
-    if not np.issubdtype(dtype, np.floating):
-        raise ValueError('batch_norm expects a float input (float16, float32 or float64); '
-                         'got X of dtype %s. Convert it first, e.g. X.astype(\'float32\').'
-                         % np.dtype(dtype).name)
     num_features = shape[1]
     expected = param_shape(num_features, len(shape))
-    for name, param in (('gamma', gamma), ('beta', beta),
-                        ('moving_mean', moving_mean), ('moving_var', moving_var)):
-        if param.shape != expected:
+    for name, got in param_shapes.items():
+        if tuple(got) != expected:
             raise ValueError(
                 'batch_norm: %s must have shape %s to match X of shape %s (%d %s); got %s. '
                 'Create gamma, beta and the moving statistics with that shape, e.g. '
                 'BatchNorm(%d, num_dims=%d).'
                 % (name, expected, shape, num_features,
-                   'features' if len(shape) == 2 else 'channels', param.shape, num_features,
+                   'features' if len(shape) == 2 else 'channels', tuple(got), num_features,
                    len(shape)))
+
+
+def check_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var):
+    """Raise ValueError, saying what to change, if batch_norm cannot use these inputs.
+
+    X: (N, D) or (N, C, H, W), float; gamma, beta, moving_mean, moving_var: shape (1, D) or
+    (1, C, 1, 1), X's dtype. Shape and dtype checks only: they read metadata, so they cost no
+    computation and no sync (about 20 microseconds a call).
+    """
+    shape, dtype = X.shape, X.dtype   # each NDArray attribute read is a call into MXNet
+    if len(shape) in (2, 4) and not np.issubdtype(dtype, np.floating):
+        raise ValueError('batch_norm expects a float input (float16, float32 or float64); '
+                         'got X of dtype %s. Convert it first, e.g. X.astype(\'float32\').'
+                         % np.dtype(dtype).name)
+    params = (('gamma', gamma), ('beta', beta), ('moving_mean', moving_mean),
+              ('moving_var', moving_var))
+    check_batch_norm_shapes(shape, **{name: param.shape for name, param in params})
+    for name, param in params:
         if param.dtype != dtype:
             raise ValueError('batch_norm: %s has dtype %s but X has dtype %s; they must match. '
                              'Cast the input or the net, e.g. net.cast(\'%s\').'

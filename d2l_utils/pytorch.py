@@ -37,7 +37,7 @@ from torch import nn
 
 from . import training
 from .data import epoch_order
-from .layers import param_shape
+from .layers import check_batch_norm_shapes, moving_average
 from .progress import Progress
 from .training import History, NonFiniteLossError
 
@@ -67,31 +67,22 @@ torch.set_num_threads(default_num_threads())
 
 
 def set_seed(seed):
-    """Seed Python's, numpy's, MXNet's and torch's random generators (d2l_utils.set_seed + torch)."""
+    """Seed Python's, numpy's, MXNet's and torch's generators (d2l_utils.set_seed, then torch)."""
     training.set_seed(seed)
     torch.manual_seed(seed)
 
 
 def check_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var):
-    """Raise ValueError, saying what to change, if batch_norm cannot use these inputs."""
-    shape = tuple(X.shape)
-    if len(shape) not in (2, 4):
-        hint = ''
-        if len(shape) == 3:
-            hint = ' For a 1-D sequence (N, C, L), reshape to (N, C, L, 1).'
-        raise ValueError('batch_norm expects a 2-D (N, D) or 4-D (N, C, H, W) input; '
-                         'got shape %s.%s' % (shape, hint))
-    if not X.dtype.is_floating_point:
+    """Raise ValueError, saying what to change, if batch_norm cannot use these inputs.
+
+    X: (N, D) or (N, C, H, W), float; gamma, beta, moving_mean, moving_var: shape (1, D) or
+    (1, C, 1, 1). The shape checks and messages are d2l_utils.check_batch_norm_shapes'.
+    """
+    if X.dim() in (2, 4) and not X.dtype.is_floating_point:
         raise ValueError('batch_norm expects a float input (float16, float32 or float64); got X '
                          'of dtype %s. Convert it first, e.g. X.float().' % X.dtype)
-    expected = param_shape(shape[1], len(shape))
-    for name, value in (('gamma', gamma), ('beta', beta),
-                        ('moving_mean', moving_mean), ('moving_var', moving_var)):
-        if tuple(value.shape) != expected:
-            raise ValueError(
-                'batch_norm: %s must have shape %s to match X of shape %s; got %s. Create gamma, '
-                'beta and the moving statistics with that shape, e.g. BatchNorm(%d, num_dims=%d).'
-                % (name, expected, shape, tuple(value.shape), shape[1], len(shape)))
+    check_batch_norm_shapes(X.shape, gamma=gamma.shape, beta=beta.shape,
+                            moving_mean=moving_mean.shape, moving_var=moving_var.shape)
 
 
 def batch_norm(X, gamma, beta, moving_mean, moving_var, eps, momentum, *, training):
@@ -119,8 +110,8 @@ def batch_norm(X, gamma, beta, moving_mean, moving_var, eps, momentum, *, traini
         var = (X_centered * X_centered).mean(dim=dims, keepdim=True)   # biased: divide by m
         X_hat = X_centered / torch.sqrt(var + eps)
         with torch.no_grad():   # the moving averages are state: no graph behind them
-            moving_mean = momentum * moving_mean + (1.0 - momentum) * mean
-            moving_var = momentum * moving_var + (1.0 - momentum) * var
+            moving_mean = moving_average(moving_mean, mean, momentum)   # as in d2l_utils
+            moving_var = moving_average(moving_var, var, momentum)
     Y = gamma * X_hat + beta  # scale and shift: the layer can learn back any mean and variance
     return Y, moving_mean, moving_var
 

@@ -2,11 +2,10 @@
 numpy oracles (sigmoid, softmax cross-entropy's gradient, brute-force batch statistics)."""
 import numpy as np
 import pytest
-from mxnet import nd
 from mxnet.gluon import nn
 
-from d2l_utils import (BatchNorm, batch_statistics_spread, lenet, load_data_fashion_mnist,
-                       record_layers, saturated_fraction, set_seed, weight_gradient_norms)
+from d2l_utils import (BatchNorm, batch_statistics_spread, load_data_fashion_mnist, record_layers,
+                       saturated_fraction, weight_gradient_norms)
 from helpers import fresh_lenet, moving_statistics
 
 LENET_ACTIVATION_SHAPES = [(64, 6, 24, 24), (64, 16, 8, 8), (64, 120), (64, 84)]

@@ -5,8 +5,8 @@
 ``check_batch_norm_block(cls)`` takes a layer built as ``cls(num_features, num_dims)``. Each runs
 its properties on fixed-seed float32 data, a 2-D input (8, 5) and a 4-D input (4, 3, 5, 5), in
 training mode (inside ``autograd.record()``) and in prediction mode, compares with the reference
-``d2l_utils.batch_norm`` / ``d2l_utils.BatchNorm`` (which tests/test_layers.py checks against MXNet's
-own operator), prints one line per property and returns a ``CheckReport``. A failure says
+``d2l_utils.batch_norm`` / ``d2l_utils.BatchNorm`` (which tests/test_layers.py checks against
+MXNet's own operator), prints one line per property and returns a ``CheckReport``. A failure says
 what was expected, what came out and the likely cause; an exception raised by the learner's code
 is caught and reported as a failure of the property that triggered it.
 

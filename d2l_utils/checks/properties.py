@@ -167,9 +167,9 @@ def per_feature_stats(subject):
                           % (where, unit, f, others, unit, unit, 1 if x.ndim == 2 else (1, 2, 3),
                              stat_axes(x.ndim)))
         if others:
-            raise Failure('%s: expected only %s %d of Y to change; %d other %ss changed too. Likely '
-                          'cause: statistics shared across %ss (computed over the whole tensor or '
-                          'over the wrong axis); average over axis=%s.'
+            raise Failure('%s: expected only %s %d of Y to change; %d other %ss changed too. '
+                          'Likely cause: statistics shared across %ss (computed over the whole '
+                          'tensor or over the wrong axis); average over axis=%s.'
                           % (where, unit, f, others, unit, unit, stat_axes(x.ndim)))
         if not changed[1:, f].any():
             raise Failure('%s: expected the other examples of %s %d to change (they share its '
@@ -213,9 +213,9 @@ def prediction_uses_moving_stats(subject):
         for name, before, after in (('moving_mean', case.moving_mean, mm),
                                     ('moving_var', case.moving_var, mv)):
             if not close(after, before, rtol=1e-6, atol=1e-7):
-                raise Failure('on %s in prediction mode: expected %s unchanged (%s); got %s. Likely '
-                              'cause: the moving statistics are updated outside training mode; '
-                              'update them only when autograd.is_training().'
+                raise Failure('on %s in prediction mode: expected %s unchanged (%s); got %s. '
+                              'Likely cause: the moving statistics are updated outside training '
+                              'mode; update them only when autograd.is_training().'
                               % (where, name, fmt(before.flat[0]), fmt(after.flat[0])))
 
 
@@ -235,7 +235,8 @@ def mode_from_is_training(subject):
                 i = worst(Y, Y_ref)
                 raise Failure('on %s inside autograd.%s: expected the %s-mode output (Y%s = %s); '
                               'got %s: it %s. Likely cause: the mode is taken from '
-                              'autograd.is_recording() (or a flag) instead of autograd.is_training().'
+                              'autograd.is_recording() (or a flag) instead of '
+                              'autograd.is_training().'
                               % (describe(case.shape), mode.split(' ')[0], same_as, list(i),
                                  fmt(Y_ref[i]), fmt(Y[i]), symptom))
 
@@ -437,14 +438,14 @@ def follows_device(subject):
         except Exception as exc:
             raise Failure('%s: expected it to train and predict there; raised %s: %s. Likely '
                           'cause: arrays made on a fixed device in the constructor; create the '
-                          'moving statistics as Parameters (self.params.get(..., grad_req=\'null\'))'
-                          ' so initialize(ctx=...) places them.'
+                          'moving statistics as Parameters (self.params.get(..., '
+                          'grad_req=\'null\')) so initialize(ctx=...) places them.'
                           % (subject.where, type(exc).__name__, short_message(exc, 200)))
         for name, where in devices.items():
             if where != [device]:
                 raise Failure('on %s, after initialize(ctx=%s) and a training step there: expected '
-                              '%s on %s; it is on %s. Likely cause: the constructor fixes its device '
-                              '(ctx=...); create it as a Parameter (self.params.get(..., '
+                              '%s on %s; it is on %s. Likely cause: the constructor fixes its '
+                              'device (ctx=...); create it as a Parameter (self.params.get(..., '
                               'grad_req=\'null\')) so initialize(ctx=...) places it, or copy it to '
                               'X.context in forward as the book does.'
                               % (describe(case.shape), device, name, device,

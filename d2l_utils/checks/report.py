@@ -5,8 +5,8 @@ from collections import namedtuple
 __all__ = ['CheckReport', 'CheckResult']
 
 CheckResult = namedtuple('CheckResult', 'name passed detail')
-CheckResult.__doc__ = """One property's outcome: its name, whether it passed, and the detail (what a PASS
-means, or what was expected, what came and the likely cause)."""
+CheckResult.__doc__ = """One property's outcome: its name, whether it passed, and the detail
+(what a PASS means, or what was expected, what came and the likely cause)."""
 
 
 class CheckReport:
