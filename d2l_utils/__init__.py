@@ -37,7 +37,7 @@ from .checks import CheckReport, CheckResult, check_batch_norm, check_batch_norm
 from .data import (TEXT_LABELS, ArrayDataIter, get_fashion_mnist_labels,  # noqa: E402
                    load_data_fashion_mnist)
 from .data_parallel import (check_initialized_on, forward_parts, needs_all_parts,  # noqa: E402
-                            split_batch)
+                            split_batch, split_parts)
 from .device import as_ctx_list, try_all_gpus, try_gpu  # noqa: E402
 from .fashion_mnist_files import (CorruptFileError, DataUnavailableError,  # noqa: E402
                                   ENV_VAR as FASHION_MNIST_ENV_VAR)
@@ -69,7 +69,7 @@ __all__ = [
     'TEXT_LABELS', 'ArrayDataIter', 'get_fashion_mnist_labels', 'load_data_fashion_mnist',
     'CorruptFileError', 'DataUnavailableError', 'FASHION_MNIST_ENV_VAR',
     'as_ctx_list', 'try_all_gpus', 'try_gpu',
-    'check_initialized_on', 'forward_parts', 'needs_all_parts', 'split_batch',
+    'check_initialized_on', 'forward_parts', 'needs_all_parts', 'split_batch', 'split_parts',
     # models, training, recalibration
     'count_parameters', 'lenet', 'History', 'NonFiniteLossError', 'evaluate_accuracy',
     'first_nonfinite_layer', 'recalibrated_accuracy', 'restoring_state', 'set_seed', 'train',

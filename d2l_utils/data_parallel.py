@@ -25,7 +25,7 @@ from mxnet import gluon
 from mxnet.gluon import nn
 
 __all__ = ['check_batches_fit_devices', 'check_initialized_on', 'forward_parts',
-           'needs_all_parts', 'split_batch']
+           'needs_all_parts', 'split_batch', 'split_parts']
 
 
 def split_batch(X, y, ctx_list, caller='train', training=True):
@@ -36,6 +36,12 @@ def split_batch(X, y, ctx_list, caller='train', training=True):
     batch with fewer examples than devices raises ValueError when ``training`` and uses the
     first devices otherwise (the module's split policy says why).
     """
+    return (split_parts(X, ctx_list, caller, training),
+            split_parts(y, ctx_list, caller, training))
+
+
+def split_parts(X, ctx_list, caller='train', training=True):
+    """``split_batch`` for one array: [X_0, X_1, ...], part k on ctx_list[k] (the same policy)."""
     n, k = X.shape[0], len(ctx_list)
     if n < k:
         if training:
@@ -44,8 +50,7 @@ def split_batch(X, y, ctx_list, caller='train', training=True):
                              'fewer devices, or a training set whose last batch is not that small.'
                              % (caller, n, k, k))
         ctx_list = ctx_list[:n]
-    return (gluon.utils.split_and_load(X, ctx_list, even_split=False),
-            gluon.utils.split_and_load(y, ctx_list, even_split=False))
+    return gluon.utils.split_and_load(X, ctx_list, even_split=False)
 
 
 def check_batches_fit_devices(train_iter, num_devices, caller='train'):
