@@ -19,13 +19,14 @@ and momentum=0.9.
 """
 from mxnet import gluon
 
-from .harness import Subject
+from .harness import EPS, MOMENTUM, SECOND_DEVICE, SHAPES, Subject
 from .properties import BLOCK_PROPERTIES, FUNCTION_PROPERTIES
 from .report import CheckReport, CheckResult
 from .runner import run_checks, target_name
 
-__all__ = ['BLOCK_PROPERTIES', 'CheckReport', 'CheckResult', 'FUNCTION_PROPERTIES',
-           'check_batch_norm', 'check_batch_norm_block']
+# the public names of the former checks.py, unchanged
+__all__ = ['BLOCK_PROPERTIES', 'CheckReport', 'CheckResult', 'EPS', 'FUNCTION_PROPERTIES',
+           'MOMENTUM', 'SECOND_DEVICE', 'SHAPES', 'check_batch_norm', 'check_batch_norm_block']
 
 
 def check_batch_norm(fn, verbose=True):
