@@ -40,51 +40,12 @@ CONFIGS = {
 BATCH_SIZE, LR = 256, 1.0
 
 
-def book_batch_norm_block():
-    """The book's scratch BatchNorm (moving statistics as plain NDArrays, moving_var zeros)."""
-    from mxnet import autograd, init, nd
-    from mxnet.gluon import nn
-
-    def batch_norm(X, gamma, beta, moving_mean, moving_var, eps, momentum):
-        if not autograd.is_training():
-            X_hat = (X - moving_mean) / nd.sqrt(moving_var + eps)
-        else:
-            if len(X.shape) == 2:
-                mean = X.mean(axis=0)
-                var = ((X - mean) ** 2).mean(axis=0)
-            else:
-                mean = X.mean(axis=(0, 2, 3), keepdims=True)
-                var = ((X - mean) ** 2).mean(axis=(0, 2, 3), keepdims=True)
-            X_hat = (X - mean) / nd.sqrt(var + eps)
-            moving_mean = momentum * moving_mean + (1.0 - momentum) * mean
-            moving_var = momentum * moving_var + (1.0 - momentum) * var
-        return gamma * X_hat + beta, moving_mean, moving_var
-
-    class BookBatchNorm(nn.Block):
-        def __init__(self, num_features, num_dims, **kwargs):
-            super().__init__(**kwargs)
-            shape = (1, num_features) if num_dims == 2 else (1, num_features, 1, 1)
-            self.gamma = self.params.get('gamma', shape=shape, init=init.One())
-            self.beta = self.params.get('beta', shape=shape, init=init.Zero())
-            self.moving_mean, self.moving_var = nd.zeros(shape), nd.zeros(shape)
-
-        def forward(self, X):
-            if self.moving_mean.context != X.context:
-                self.moving_mean = self.moving_mean.copyto(X.context)
-                self.moving_var = self.moving_var.copyto(X.context)
-            Y, self.moving_mean, self.moving_var = batch_norm(
-                X, self.gamma.data(), self.beta.data(), self.moving_mean, self.moving_var,
-                eps=1e-5, momentum=0.9)
-            return Y
-
-    return BookBatchNorm
-
-
 def make_bn(kind):
-    if kind == 'book_scratch':
-        return book_batch_norm_block()
+    if kind == 'book_scratch':   # the book's layer, verbatim (d2l_utils.book)
+        from d2l_utils import BookBatchNorm
+        return BookBatchNorm
     if kind == 'fast':
-        from d2l_utils.fast_batch_norm import FastBatchNorm
+        from d2l_utils import FastBatchNorm
         return FastBatchNorm
     return kind   # 'scratch' or 'gluon': understood by d2l_utils.models.lenet
 
@@ -180,13 +141,8 @@ def layer_times(repeats):
     """Median ms of forward+backward of one BN layer for LeNet's four BN input shapes."""
     import mxnet as mx
     from mxnet import autograd, nd
-    from d2l_utils.layers import batch_norm
-    functions = {'scratch batch_norm': batch_norm}
-    try:
-        from d2l_utils.fast_batch_norm import fast_batch_norm
-        functions['fast_batch_norm'] = fast_batch_norm
-    except ImportError:
-        pass
+    from d2l_utils import batch_norm, fast_batch_norm, param_shape
+    functions = {'scratch batch_norm': batch_norm, 'fast_batch_norm': fast_batch_norm}
 
     def nd_batch_norm(X, gamma, beta, mm, mv, eps, momentum):
         shape = (-1,)
@@ -195,7 +151,7 @@ def layer_times(repeats):
     functions['nd.BatchNorm'] = nd_batch_norm
     rows = []
     for shape in ((256, 6, 24, 24), (256, 16, 8, 8), (256, 120), (256, 84)):
-        stat_shape = (1, shape[1]) + (1,) * (len(shape) - 2)
+        stat_shape = param_shape(shape[1], len(shape))
         X = nd.random.normal(shape=shape)
         row = {'shape': shape}
         for label, fn in functions.items():

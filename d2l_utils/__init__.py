@@ -1,33 +1,86 @@
 """Helpers for the batch normalization chapter of 动手学深度学习 (MXNet edition).
 
 Names follow the course's ``d2lzh`` package (``load_data_fashion_mnist``, ``try_gpu``,
-``evaluate_accuracy``, ``train_ch5``, ...), so every call maps to the book.
-Modules: ``data`` (Fashion-MNIST in memory), ``fashion_mnist_files`` (finding and verifying
-the files), ``device``, ``training``, ``plot``, ``layers`` (the scratch ``batch_norm`` and
-``BatchNorm`` the notebooks teach), ``fast_batch_norm`` (the same layer with a hand-written
-backward, for speed), ``models`` (LeNet variants), ``checks`` (checkers for a learner's batch
-norm) and ``bn_mistakes`` (real mistakes they catch), ``experiments`` (measuring tools for the
-exercises), ``parallel`` (several devices), ``pytorch`` (the appendix; needs torch), ``report``
-(``python -m d2l_utils``).
+``evaluate_accuracy``, ``train_ch5``, ...), so every call maps to the book, and every name a
+notebook uses is here, at the top level (``from d2l_utils import BatchNorm, lenet, train``).
+
+Modules, each named for what it holds:
+
+- ``layers``: the scratch ``batch_norm`` and ``BatchNorm`` the notebooks teach;
+  ``book``: the book's own version, verbatim, with its two defects;
+  ``fast_batch_norm``: the same layer with a hand-written backward, for speed;
+  ``cross_device_batch_norm``: the layer with statistics over a batch split across devices;
+- ``data`` (Fashion-MNIST in memory), ``fashion_mnist_files`` (finding and verifying the files);
+- ``device`` (GPUs that really work, device lists), ``data_parallel`` (splitting batches);
+- ``models`` (LeNet variants), ``training`` (``train``, ``evaluate_accuracy``, ``History``),
+  ``recalibration`` (PreciseBN), ``plot``, ``progress``;
+- ``checks`` (checkers for a learner's batch norm) and ``bn_mistakes`` (real mistakes they
+  catch); ``gradient_check`` (numerical gradients, relative error);
+- ``probes`` (measuring tools for the exercises), ``sweeps`` (many short trainings compared);
+- ``pytorch`` (the appendix; needs torch; not imported here);
+- ``environment`` (the version check run on import), ``report`` (``python -m d2l_utils``),
+  ``errors`` (short messages from long errors).
 """
-from ._versions import check_environment
+from .environment import UnsupportedEnvironmentError, check_environment
 
 check_environment()   # before mxnet is imported: a clear message instead of np.bool's traceback
 
 # noqa: E402 below: these imports must come after the environment check
-from .layers import BatchNorm, batch_norm  # noqa: E402
-from .checks import CheckReport, check_batch_norm, check_batch_norm_block  # noqa: E402
-from .data import ArrayDataIter, get_fashion_mnist_labels, load_data_fashion_mnist  # noqa: E402
-from .device import try_all_gpus, try_gpu  # noqa: E402
-from .fast_batch_norm import FastBatchNorm  # noqa: E402
+from .layers import (BatchNorm, BatchNormCalling, batch_norm, check_batch_norm_inputs,  # noqa: E402
+                     check_batch_norm_shapes, moving_average, param_shape)
+from .book import BookBatchNorm, book_batch_norm  # noqa: E402
+from .fast_batch_norm import (BatchNormFunction, ChannelView, FastBatchNorm,  # noqa: E402
+                              fast_batch_norm)
+from .cross_device_batch_norm import (CrossDeviceBatchNorm,  # noqa: E402
+                                      CrossDeviceBatchNormFunction)
+from .checks import CheckReport, CheckResult, check_batch_norm, check_batch_norm_block  # noqa: E402
+from .data import (TEXT_LABELS, ArrayDataIter, get_fashion_mnist_labels,  # noqa: E402
+                   load_data_fashion_mnist)
+from .data_parallel import (check_initialized_on, forward_parts, needs_all_parts,  # noqa: E402
+                            split_batch, split_parts)
+from .device import as_ctx_list, try_all_gpus, try_gpu  # noqa: E402
 from .fashion_mnist_files import (CorruptFileError, DataUnavailableError,  # noqa: E402
                                   ENV_VAR as FASHION_MNIST_ENV_VAR)
-from .models import lenet  # noqa: E402
-from .parallel import CrossDeviceBatchNorm  # noqa: E402
-from .plot import (plot_history, set_figsize, show_fashion_mnist, show_images,  # noqa: E402
-                   use_svg_display)
-from .recalibration import recalibrate_batch_norm  # noqa: E402
+from .gradient_check import numerical_gradient, relative_error  # noqa: E402
+from .models import count_parameters, lenet  # noqa: E402
+from .plot import (plot_history, plot_lr_sweep, set_figsize, show_fashion_mnist,  # noqa: E402
+                   show_images, use_svg_display)
+from .probes import (LayerRecord, batch_statistics_spread, device_copy_spread,  # noqa: E402
+                     record_layers, running_stats_by_device, saturated_fraction,
+                     weight_gradient_norms)
+from .recalibration import batch_norm_layers, recalibrate_batch_norm  # noqa: E402
+from .sweeps import Result, Runner, fit, lr_range, sweep_table  # noqa: E402
 from .training import (History, NonFiniteLossError, evaluate_accuracy,  # noqa: E402
-                       recalibrated_accuracy, set_seed, train, train_ch5)
+                       first_nonfinite_layer, recalibrated_accuracy, restoring_state, set_seed,
+                       train, train_ch5)
 
-__version__ = '0.1.0'
+__version__ = '0.1.0'   # the one place it is written: pyproject.toml reads it from here
+
+__all__ = [
+    # layers and the book's code
+    'BatchNorm', 'BatchNormCalling', 'batch_norm', 'check_batch_norm_inputs',
+    'check_batch_norm_shapes', 'moving_average', 'param_shape', 'BookBatchNorm', 'book_batch_norm',
+    'BatchNormFunction', 'ChannelView', 'FastBatchNorm', 'fast_batch_norm', 'CrossDeviceBatchNorm',
+    'CrossDeviceBatchNormFunction',
+    # checking a learner's batch norm, and gradients
+    'CheckReport', 'CheckResult', 'check_batch_norm', 'check_batch_norm_block',
+    'numerical_gradient', 'relative_error',
+    # data and devices
+    'TEXT_LABELS', 'ArrayDataIter', 'get_fashion_mnist_labels', 'load_data_fashion_mnist',
+    'CorruptFileError', 'DataUnavailableError', 'FASHION_MNIST_ENV_VAR',
+    'as_ctx_list', 'try_all_gpus', 'try_gpu',
+    'check_initialized_on', 'forward_parts', 'needs_all_parts', 'split_batch', 'split_parts',
+    # models, training, recalibration
+    'count_parameters', 'lenet', 'History', 'NonFiniteLossError', 'evaluate_accuracy',
+    'first_nonfinite_layer', 'recalibrated_accuracy', 'restoring_state', 'set_seed', 'train',
+    'train_ch5', 'batch_norm_layers', 'recalibrate_batch_norm',
+    # plots
+    'plot_history', 'plot_lr_sweep', 'set_figsize', 'show_fashion_mnist', 'show_images',
+    'use_svg_display',
+    # measuring tools and sweeps for the exercises
+    'LayerRecord', 'batch_statistics_spread', 'device_copy_spread', 'record_layers',
+    'running_stats_by_device', 'saturated_fraction', 'weight_gradient_norms',
+    'Result', 'Runner', 'fit', 'lr_range', 'sweep_table',
+    # the environment
+    'UnsupportedEnvironmentError', 'check_environment',
+]

@@ -1,9 +1,10 @@
 """Seven real batch-norm mistakes, written out for a learner to find and a checker to name.
 
 Each is a small change to code the learner has: the functions and the layers built on them are
-copies of ``d2l_utils.layers.batch_norm`` / ``d2l_utils.layers.BatchNorm`` with one line changed (so a diff
-against the reference shows the bug and nothing else); ``BookBatchNorm`` is the book's own layer
-(moving statistics as plain NDArrays starting at zero), and mistakes 4 and 5 are changes to it.
+copies of ``d2l_utils.layers.batch_norm`` with one line changed (so a diff against the reference
+shows the bug and nothing else), called by ``d2l_utils.layers.BatchNormCalling``; mistake 6 is the
+book's own layer ``d2l_utils.book.BookBatchNorm`` (moving statistics as plain NDArrays starting at
+zero), and mistakes 4 and 5 are changes to it.
 Every docstring says the symptom a learner sees. ``MISTAKES`` lists them by number for the notebook
 ``6_find_the_bug.ipynb`` and for ``tests/test_checks.py``, which asserts which properties of
 ``d2l_utils.checks`` each one fails.
@@ -16,13 +17,18 @@ as ``cls(num_features, num_dims)``.
 from collections import namedtuple
 
 import mxnet as mx
-from mxnet import autograd, init, nd
-from mxnet.gluon import nn
+from mxnet import autograd, nd
 
-from .layers import BatchNorm, _check_batch_norm_inputs, batch_norm
+from .book import BookBatchNorm, book_batch_norm
+from .layers import BatchNorm, BatchNormCalling, batch_norm, check_batch_norm_inputs, param_shape
+
+__all__ = ['MISTAKES', 'Mistake', 'FixedDeviceBatchNorm', 'MeanFromItselfBatchNorm',
+           'NegativeVarianceBatchNorm', 'RecordingModeBatchNorm', 'TrainingFlagBatchNorm',
+           'TypoBatchNorm', 'VarPlusBatchNorm', 'batch_norm_mean_from_itself',
+           'batch_norm_mode_from_recording', 'batch_norm_negative_variance', 'batch_norm_var_plus']
 
 
-# --- Mistakes in the function (1, 2, 3, 7): copies of d2l_utils.layers.batch_norm with one line changed
+# --- Mistakes in the function (1, 2, 3, 7): copies of d2l_utils.layers.batch_norm, one line changed
 
 def batch_norm_negative_variance(X, gamma, beta, moving_mean, moving_var, eps, momentum):
     """Mistake 1: the variance written as ``(X - mean ** 2).mean(...)``.
@@ -32,7 +38,7 @@ def batch_norm_negative_variance(X, gamma, beta, moving_mean, moving_var, eps, m
     negative whenever the mean is outside [0, 1]: ``nd.sqrt`` of it is NaN, so the output and the
     loss become NaN on the first batch; for means inside [0, 1] it is silently the wrong scale.
     """
-    _check_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var)
+    check_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var)
     # autograd tells us the mode: record() means training, otherwise we are predicting
     if not autograd.is_training():
         # Prediction: use the moving averages, so an example's output does not depend on its batch
@@ -64,7 +70,7 @@ def batch_norm_mean_from_itself(X, gamma, beta, moving_mean, moving_var, eps, mo
     looks normal (training mode uses the batch mean); prediction subtracts 0 instead of each
     feature's mean, so test accuracy is far below training accuracy.
     """
-    _check_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var)
+    check_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var)
     # autograd tells us the mode: record() means training, otherwise we are predicting
     if not autograd.is_training():
         # Prediction: use the moving averages, so an example's output does not depend on its batch
@@ -97,7 +103,7 @@ def batch_norm_var_plus(X, gamma, beta, moving_mean, moving_var, eps, momentum):
     step), so prediction divides by an ever larger number and its outputs shrink toward beta;
     test accuracy falls toward chance while training accuracy looks fine.
     """
-    _check_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var)
+    check_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var)
     # autograd tells us the mode: record() means training, otherwise we are predicting
     if not autograd.is_training():
         # Prediction: use the moving averages, so an example's output does not depend on its batch
@@ -131,7 +137,7 @@ def batch_norm_mode_from_recording(X, gamma, beta, moving_mean, moving_var, eps,
     normalizes with the batch's statistics; inside ``autograd.train_mode()`` without recording
     it predicts with the moving statistics and does not update them.
     """
-    _check_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var)
+    check_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var)
     # autograd tells us the mode: record() means training, otherwise we are predicting
     if not autograd.is_recording():   # BUG: autograd.is_training()
         # Prediction: use the moving averages, so an example's output does not depend on its batch
@@ -158,77 +164,27 @@ def batch_norm_mode_from_recording(X, gamma, beta, moving_mean, moving_var, eps,
 
 # --- The same function mistakes inside the reference layer
 
-class _LayerCalling(BatchNorm):
-    """d2l_utils.BatchNorm whose forward calls ``self.batch_norm_fn`` instead of ``batch_norm``."""
-
-    batch_norm_fn = staticmethod(batch_norm)
-
-    def forward(self, X):   # d2l_utils.BatchNorm.forward, with batch_norm -> self.batch_norm_fn
-        ctx = X.context
-        Y, moving_mean, moving_var = self.batch_norm_fn(
-            X, self.gamma.data(ctx), self.beta.data(ctx), self.moving_mean.data(ctx),
-            self.moving_var.data(ctx), eps=self.eps, momentum=self.momentum)
-        if autograd.is_training():
-            with autograd.pause():
-                self.moving_mean.data(ctx)[:] = moving_mean
-                self.moving_var.data(ctx)[:] = moving_var
-        return Y
-
-
-class NegativeVarianceBatchNorm(_LayerCalling):
+class NegativeVarianceBatchNorm(BatchNormCalling):
     """Mistake 1 in a layer: d2l_utils.BatchNorm calling ``batch_norm_negative_variance``."""
     batch_norm_fn = staticmethod(batch_norm_negative_variance)
 
 
-class MeanFromItselfBatchNorm(_LayerCalling):
+class MeanFromItselfBatchNorm(BatchNormCalling):
     """Mistake 2 in a layer: d2l_utils.BatchNorm calling ``batch_norm_mean_from_itself``."""
     batch_norm_fn = staticmethod(batch_norm_mean_from_itself)
 
 
-class VarPlusBatchNorm(_LayerCalling):
+class VarPlusBatchNorm(BatchNormCalling):
     """Mistake 3 in a layer: d2l_utils.BatchNorm calling ``batch_norm_var_plus``."""
     batch_norm_fn = staticmethod(batch_norm_var_plus)
 
 
-class RecordingModeBatchNorm(_LayerCalling):
+class RecordingModeBatchNorm(BatchNormCalling):
     """Mistake 7 in a layer: d2l_utils.BatchNorm calling ``batch_norm_mode_from_recording``."""
     batch_norm_fn = staticmethod(batch_norm_mode_from_recording)
 
 
-# --- The book's layer, and mistakes 4 and 5 made in it
-
-def _stat_shape(num_features, num_dims):
-    return (1, num_features) if num_dims == 2 else (1, num_features, 1, 1)
-
-
-class BookBatchNorm(nn.Block):
-    """Mistake 6: the book's layer, with the moving statistics as plain NDArray attributes.
-
-    It trains and predicts correctly in one session, but ``save_parameters`` saves only
-    Parameters (gamma, beta): a reloaded model predicts with moving_mean = 0 and moving_var = 0,
-    i.e. divides by sqrt(eps) ~ 0.003, and its accuracy collapses. The zeros also make an
-    untrained layer's predictions about 316x too large.
-    """
-
-    def __init__(self, num_features, num_dims, **kwargs):
-        super(BookBatchNorm, self).__init__(**kwargs)
-        shape = _stat_shape(num_features, num_dims)
-        self.gamma = self.params.get('gamma', shape=shape, init=init.One())
-        self.beta = self.params.get('beta', shape=shape, init=init.Zero())
-        # Not Parameters: no gradient, but also not saved and not moved by initialize(ctx=...)
-        self.moving_mean = nd.zeros(shape)
-        self.moving_var = nd.zeros(shape)
-
-    def forward(self, X):
-        # The book copies the moving statistics to X's device on first use
-        if self.moving_mean.context != X.context:
-            self.moving_mean = self.moving_mean.copyto(X.context)
-            self.moving_var = self.moving_var.copyto(X.context)
-        Y, self.moving_mean, self.moving_var = batch_norm(
-            X, self.gamma.data(), self.beta.data(), self.moving_mean,
-            self.moving_var, eps=1e-5, momentum=0.9)
-        return Y
-
+# --- Mistakes 4 and 5, made in the book's layer (d2l_utils.book.BookBatchNorm, mistake 6)
 
 class TypoBatchNorm(BookBatchNorm):
     """Mistake 4: the book's layer storing the new moving variance under a misspelt name.
@@ -244,7 +200,7 @@ class TypoBatchNorm(BookBatchNorm):
         if self.moving_mean.context != X.context:
             self.moving_mean = self.moving_mean.copyto(X.context)
             self.moving_var = self.moving_var.copyto(X.context)
-        Y, self.moving_mean, self.moving_varv = batch_norm(   # BUG: self.moving_var
+        Y, self.moving_mean, self.moving_varv = book_batch_norm(   # BUG: self.moving_var
             X, self.gamma.data(), self.beta.data(), self.moving_mean,
             self.moving_var, eps=1e-5, momentum=0.9)
         return Y
@@ -262,12 +218,12 @@ class FixedDeviceBatchNorm(BookBatchNorm):
 
     def __init__(self, num_features, num_dims, ctx=mx.gpu(), **kwargs):
         super(FixedDeviceBatchNorm, self).__init__(num_features, num_dims, **kwargs)
-        shape = _stat_shape(num_features, num_dims)
+        shape = param_shape(num_features, num_dims)
         self.moving_mean = nd.zeros(shape, ctx=ctx)   # BUG: a fixed device
         self.moving_var = nd.zeros(shape, ctx=ctx)
 
     def forward(self, X):
-        Y, self.moving_mean, self.moving_var = batch_norm(
+        Y, self.moving_mean, self.moving_var = book_batch_norm(
             X, self.gamma.data(), self.beta.data(), self.moving_mean,
             self.moving_var, eps=1e-5, momentum=0.9)
         return Y

@@ -4,6 +4,7 @@ The book's loader decodes every image through a per-sample Python transform on e
 here the IDX files are decoded once, scaled to float32 in [0, 1] once, kept in memory (on the
 training device if asked), and a batch is one ``take`` of a shuffled index.
 """
+import copy
 import numbers
 import os
 
@@ -14,10 +15,15 @@ from mxnet import nd
 from . import device
 from . import fashion_mnist_files as files
 
+__all__ = ['ArrayDataIter', 'TEXT_LABELS', 'epoch_order', 'fashion_mnist_arrays',
+           'get_fashion_mnist_labels', 'load_data_fashion_mnist']
+
 TEXT_LABELS = ('t-shirt', 'trouser', 'pullover', 'dress', 'coat',
                'sandal', 'shirt', 'sneaker', 'bag', 'ankle boot')
 
-_decoded = {}   # (train, root, $FASHION_MNIST_DIR) -> (images, labels, sources); decode once per process
+# (train, root, $FASHION_MNIST_DIR) -> (images, labels, sources): each split is decoded once per
+# process. Public so tests can empty it and put it back (tests/conftest.py).
+DECODED_CACHE = {}
 
 
 # The largest side ``resize`` accepts: far above the book's largest input (224 for AlexNet and
@@ -65,9 +71,9 @@ def fashion_mnist_arrays(train=True, root=None, **fetch_kwargs):
     """Return (images uint8 (N, 28, 28), labels uint8 (N,), sources), decoded once per process."""
     key = (bool(train), None if root is None else os.path.abspath(os.path.expanduser(str(root))),
            os.environ.get(files.ENV_VAR))
-    if key not in _decoded:
-        _decoded[key] = files.load_arrays(train, root, **fetch_kwargs)
-    return _decoded[key]
+    if key not in DECODED_CACHE:
+        DECODED_CACHE[key] = files.load_arrays(train, root, **fetch_kwargs)
+    return DECODED_CACHE[key]
 
 
 class ArrayDataIter:
@@ -109,11 +115,20 @@ class ArrayDataIter:
         """
         return ArrayDataIter(self.X, self.y, self.batch_size, shuffle=False, resize=self.resize)
 
+    def rng_copy(self):
+        """A copy of the generator this iterator's next shuffles are drawn from, to replay them.
+
+        Returns a numpy RandomState in its current state (None when the iterator draws from
+        numpy's global generator, ``seed=None``). ``epoch_order(self.num_examples, copy)``
+        called once per epoch then gives the orders of this iterator's next epochs, in turn;
+        the iterator itself is not advanced (``d2l_utils.pytorch.as_torch_iter`` uses this).
+        """
+        return copy.deepcopy(self._rng)
+
     def __iter__(self):
         n = self.num_examples
         if self.shuffle:
-            rng = self._rng if self._rng is not None else np.random
-            order = nd.array(rng.permutation(n), ctx=self.X.context, dtype='int64')
+            order = nd.array(epoch_order(n, self._rng), ctx=self.X.context, dtype='int64')
         else:
             order = self._index
         for start in range(0, n, self.batch_size):
@@ -123,6 +138,13 @@ class ArrayDataIter:
             if self.resize:
                 X = nd.contrib.BilinearResize2D(X, height=self.resize[0], width=self.resize[1])
             yield X, y
+
+
+def epoch_order(num_examples, rng=None):
+    """One epoch's shuffled order: a permutation of 0..num_examples-1 (numpy int64, shape (N,)),
+    drawn from ``rng`` (a numpy RandomState), or from numpy's global generator if rng is None.
+    The one permutation code of ``ArrayDataIter`` and ``d2l_utils.pytorch.TorchDataIter``."""
+    return (np.random if rng is None else rng).permutation(num_examples)
 
 
 def _is_int(value):

@@ -7,7 +7,8 @@ capability 5.0-8.6, which also runs on 8.9, and no PTX, so nothing runs on Hoppe
 newer), and training then crashes at its first operator. Here a GPU counts only if a small
 elementwise kernel runs on it and returns the right numbers. The probe runs once per GPU per
 process; when the answer is "use the CPU" the reason is reported once, as a
-``NoUsableGPUWarning``.
+``NoUsableGPUWarning``. ``as_ctx_list`` turns a ``ctx`` argument (None, a device or a list of
+devices) into the list of devices that training and evaluation use.
 """
 import collections
 import os
@@ -18,6 +19,12 @@ import warnings
 import numpy as np
 import mxnet as mx
 from mxnet import nd
+
+from .errors import short_message
+
+__all__ = ['GpuStatus', 'NoUsableGPUWarning', 'as_ctx_list', 'build_features', 'gpu_status',
+           'no_gpu_reason', 'num_gpus', 'nvidia_smi_gpus', 'reset_gpu_cache', 'run_test_kernel',
+           'try_all_gpus', 'try_gpu']
 
 README_HINT = "see README 'GPUs'"
 SUPPORTED_COMPUTE_CAPABILITY = '5.0-8.9'   # 8.6 machine code runs on 8.9 (same major version)
@@ -56,18 +63,6 @@ def build_features(names=('CUDA', 'CUDNN', 'NCCL', 'MKLDNN')):
     return {name: bool(_features.is_enabled(name)) for name in names}
 
 
-def _first_line(err, limit=300):
-    """The first non-empty line of an exception's message, shortened to ``limit`` characters.
-
-    MXNet errors are followed by a C++ stack trace that means nothing to a learner.
-    """
-    for line in str(err).splitlines():
-        line = line.strip()
-        if line:
-            return line if len(line) <= limit else line[:limit - 3] + '...'
-    return type(err).__name__
-
-
 def _count_gpus():
     """(number of GPUs MXNet sees, reason when that number is 0, else None); cached."""
     global _count
@@ -77,7 +72,7 @@ def _count_gpus():
         except Exception as err:   # a CUDA build raises MXNetError when the driver is missing/old
             _count = (0, 'no GPU visible to MXNet: counting GPUs failed with "%s". Check the '
                          'NVIDIA driver with nvidia-smi (CUDA 11.7 needs driver 515 or newer); '
-                         '%s' % (_first_line(err), README_HINT))
+                         '%s' % (short_message(err), README_HINT))
         else:
             if n > 0:
                 _count = (n, None)
@@ -100,7 +95,7 @@ def no_gpu_reason():
     return _count_gpus()[1]
 
 
-def _run_test_kernel(ctx):
+def run_test_kernel(ctx):
     """Run (x + 1) * 2 on ``ctx`` and return the result as numpy, shape (3,).
 
     ``asnumpy`` waits for the kernel, so a missing kernel image raises here and not later in
@@ -137,7 +132,7 @@ def nvidia_smi_gpus(timeout=10):
                     parts = [p.strip() for p in line.split(',')]
                     gpus.append((parts[0], parts[1] if len(parts) > 1 else ''))
             return gpus, None
-    problem = _first_line(out.stderr or out.stdout or 'no output')
+    problem = short_message(out.stderr or out.stdout or 'no output')
     return [], 'nvidia-smi exited with status %d: %s' % (out.returncode, problem)
 
 
@@ -160,7 +155,7 @@ def _probe(index):
     """GpuStatus of MXNet's GPU ``index`` (which must exist); cached per process."""
     if index not in _status:
         try:
-            result = _run_test_kernel(mx.gpu(index))
+            result = run_test_kernel(mx.gpu(index))
         except Exception as err:   # MXNetError for a missing kernel; anything from a broken runtime
             # MXNet also keeps an operator's error for the next nd.waitall(); take it now so it
             # cannot resurface later in the learner's CPU training
@@ -170,7 +165,7 @@ def _probe(index):
                 pass
             reason = ('GPU %d%s is visible but MXNet cannot run a kernel on it: %s. MXNet 1.9.1 '
                       'GPU wheels support compute capability %s; %s'
-                      % (index, _gpu_label(index, num_gpus()), _first_line(err),
+                      % (index, _gpu_label(index, num_gpus()), short_message(err),
                          SUPPORTED_COMPUTE_CAPABILITY, README_HINT))
             _status[index] = GpuStatus(index, False, reason)
         else:
@@ -291,3 +286,35 @@ def reset_gpu_cache():
     _count, _features = None, None
     _status.clear()
     _reported.clear()
+
+
+def as_ctx_list(ctx, caller='train'):
+    """The devices to use, as a list: None -> [mx.cpu()], a device -> [device], a list -> itself.
+
+    Raises TypeError for anything that is not an ``mx.Context`` (or a list of them) and
+    ValueError for an empty list or a device listed twice; ``caller`` names the function in
+    the message.
+    """
+    if ctx is None:
+        return [mx.cpu()]
+    if isinstance(ctx, mx.Context):
+        return [ctx]
+    if not isinstance(ctx, (list, tuple)):
+        raise TypeError('%s: ctx must be a device such as mx.cpu() or mx.gpu(0), or a list of '
+                        'devices such as [mx.cpu(0), mx.cpu(1)]; got %r (a %s).'
+                        % (caller, ctx, type(ctx).__name__))
+    ctx = list(ctx)
+    if not ctx:
+        raise ValueError('%s: ctx is an empty list of devices; give at least one, e.g. '
+                         '[mx.cpu()] or d2l_utils.try_all_gpus().' % caller)
+    for c in ctx:
+        if not isinstance(c, mx.Context):
+            raise TypeError('%s: every entry of ctx must be a device such as mx.cpu(1) or '
+                            'mx.gpu(0); got %r (a %s) in %r.'
+                            % (caller, c, type(c).__name__, ctx))
+    repeated = sorted({str(c) for c in ctx if ctx.count(c) > 1})
+    if repeated:
+        raise ValueError('%s: ctx lists %s more than once (%r); each device takes one part of '
+                         'the batch, so list each device once, e.g. [mx.cpu(0), mx.cpu(1)].'
+                         % (caller, ', '.join(repeated), ctx))
+    return ctx

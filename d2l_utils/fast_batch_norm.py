@@ -11,16 +11,18 @@ which MXNet operators it uses. Measured on a (256, 6, 24, 24) input (2-core CPU)
   row over the input viewed as (N, C*S) takes ~0.9 ms. So every per-channel operand is
   expanded to such a row (S = H*W positions per channel; channel c owns S consecutive columns);
 - letting autograd differentiate the broadcasts in ``gamma * X_hat + beta`` costs tens of ms.
-  So nothing is differentiated by autograd: ``_BatchNormFunction.backward`` applies the
+  So nothing is differentiated by autograd: ``BatchNormFunction.backward`` applies the
   closed-form gradient.
 """
 import numpy as np
 from mxnet import autograd, nd
 
-from .layers import BatchNorm, _check_batch_norm_inputs, batch_norm
+from .layers import BatchNormCalling, batch_norm, check_batch_norm_inputs, moving_average
+
+__all__ = ['BatchNormFunction', 'ChannelView', 'FastBatchNorm', 'fast_batch_norm']
 
 
-class _Channels:
+class ChannelView:
     """Per-channel means and broadcasts for an input X viewed as (N, C*S).
 
     X: (N, C, H, W), with S = H*W positions per channel, or (N, D), where the D features are
@@ -52,10 +54,10 @@ class _Channels:
         return values if self.S == 1 else nd.repeat(values, repeats=self.S, axis=1)
 
 
-class _BatchNormFunction(autograd.Function):
+class BatchNormFunction(autograd.Function):
     """Training-mode batch normalization with the batch statistics, and its backward pass.
 
-    Call as ``_BatchNormFunction(eps)(gamma, beta, X)``, with a new instance for every call
+    Call as ``BatchNormFunction(eps)(gamma, beta, X)``, with a new instance for every call
     (MXNet runs each instance once). X: (N, D) or (N, C, H, W); gamma, beta: (1, D) or
     (1, C, 1, 1). Returns Y with X's shape; afterwards the attributes ``mean`` and ``var``
     (shape (C,)) hold the batch statistics, for the moving averages.
@@ -67,11 +69,11 @@ class _BatchNormFunction(autograd.Function):
     """
 
     def __init__(self, eps):
-        super(_BatchNormFunction, self).__init__()
+        super(BatchNormFunction, self).__init__()
         self.eps = eps
 
     def forward(self, gamma, beta, X):
-        ch = _Channels(X)
+        ch = ChannelView(X)
         X2 = X.reshape((ch.N, -1))                        # (N, C*S), a view: no copy
         mean = ch.means(X2)
         X_centered = nd.broadcast_sub(X2, ch.row(mean))   # computed once: var, Y and backward
@@ -122,45 +124,40 @@ def fast_batch_norm(X, gamma, beta, moving_mean, moving_var, eps, momentum):
     this and uses ``batch_norm`` otherwise. float16 on a CPU also goes to ``batch_norm``: MXNet
     has no float16 CPU kernel for ``nd.dot``.
     """
-    _check_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var)
+    check_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var)
     if X.dtype == np.float16 and X.context.device_type == 'cpu':
         return batch_norm(X, gamma, beta, moving_mean, moving_var, eps, momentum)
     if not autograd.is_training():
         # Prediction: one affine map per channel, Y = X * scale + shift
-        ch = _Channels(X)
+        ch = ChannelView(X)
         scale = gamma / nd.sqrt(moving_var + eps)
         shift = beta - moving_mean * scale
         Y = nd.broadcast_add(nd.broadcast_mul(X.reshape((ch.N, -1)), ch.row(scale)),
                              ch.row(shift))
         return Y.reshape(X.shape), moving_mean, moving_var
-    function = _BatchNormFunction(eps)
+    function = BatchNormFunction(eps)
     Y = function(gamma, beta, X)
-    moving_mean = momentum * moving_mean + (1.0 - momentum) * function.mean.reshape(gamma.shape)
-    moving_var = momentum * moving_var + (1.0 - momentum) * function.var.reshape(gamma.shape)
+    moving_mean = moving_average(moving_mean, function.mean.reshape(gamma.shape), momentum)
+    moving_var = moving_average(moving_var, function.var.reshape(gamma.shape), momentum)
     return Y, moving_mean, moving_var
 
 
-class FastBatchNorm(BatchNorm):
+class FastBatchNorm(BatchNormCalling):
     """``BatchNorm`` computed by ``fast_batch_norm``.
 
     num_features, num_dims: as for ``BatchNorm`` (num_features channels or units of the layer
     before; num_dims 4 after Conv2D, 2 after Dense). The Parameters are BatchNorm's own (gamma,
     beta, moving_mean, moving_var; same shapes, inits and grad_req), so a parameter file saved
-    from a net with either layer loads into the same net with the other.
+    from a net with either layer loads into the same net with the other. The forward pass is
+    ``BatchNorm``'s (through ``BatchNormCalling``), with the function chosen per call.
     """
 
-    def forward(self, X):
-        ctx = X.context   # use the copies on X's device (one copy per device in data parallelism)
-        # fast_batch_norm needs gradients written for both gamma and beta (see its docstring);
-        # frozen (grad_req='null') or accumulating ('add') scale and shift take the scratch path.
+    @property
+    def batch_norm_fn(self):
+        """``fast_batch_norm``, or ``batch_norm`` when gamma or beta is not learned.
+
+        fast_batch_norm needs gradients written for both gamma and beta (see its docstring);
+        frozen (grad_req='null') or accumulating ('add') scale and shift take the scratch path.
+        """
         fast = self.gamma.grad_req == 'write' and self.beta.grad_req == 'write'
-        Y, moving_mean, moving_var = (fast_batch_norm if fast else batch_norm)(
-            X, self.gamma.data(ctx), self.beta.data(ctx), self.moving_mean.data(ctx),
-            self.moving_var.data(ctx), eps=self.eps, momentum=self.momentum)
-        if autograd.is_training():
-            # The moving statistics are state, not part of the gradient: write this device's
-            # copy in place, with recording paused (as BatchNorm.forward does).
-            with autograd.pause():
-                self.moving_mean.data(ctx)[:] = moving_mean
-                self.moving_var.data(ctx)[:] = moving_var
-        return Y
+        return fast_batch_norm if fast else batch_norm

@@ -3,10 +3,13 @@
 ``lenet()`` is the book's LeNet (chapter 卷积神经网络（LeNet）); ``lenet(bn='scratch')``
 and ``lenet(bn='gluon')`` are the two nets of chapter 批量归一化; other arguments build the
 variants its exercises ask about (where the BN layer goes, which layers get one).
+``count_parameters(net)`` counts a net's learned and not learned values.
 """
 from mxnet.gluon import nn
 
 from .layers import BatchNorm
+
+__all__ = ['BN_CHOICES', 'BN_PARTS', 'BN_POSITIONS', 'count_parameters', 'lenet']
 
 BN_CHOICES = (None, 'scratch', 'gluon')
 BN_POSITIONS = ('before_activation', 'after_activation')
@@ -83,3 +86,15 @@ def lenet(bn=None, activation='sigmoid', use_bias=True, bn_position='before_acti
             net.add(nn.MaxPool2D(pool_size=2, strides=2))
     net.add(nn.Dense(10))
     return net
+
+
+def count_parameters(net):
+    """(learned, not learned): the number of values in the initialized net's parameters with a
+    gradient (grad_req 'write' or 'add') and without one ('null': moving statistics, frozen)."""
+    learned = fixed = 0
+    for param in net.collect_params().values():
+        if param.grad_req == 'null':
+            fixed += param.data().size
+        else:
+            learned += param.data().size
+    return learned, fixed

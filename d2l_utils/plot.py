@@ -1,4 +1,4 @@
-"""Plots with the book's names, working on current IPython, plus training curves.
+"""Plots with the book's names, working on current IPython, plus training curves and sweeps.
 
 ``d2lzh.use_svg_display`` calls ``IPython.display.set_matplotlib_formats``, which IPython 9
 removed; its replacement lives in ``matplotlib_inline.backend_inline``.
@@ -8,6 +8,11 @@ import sys
 import numpy as np
 from matplotlib import pyplot as plt
 from matplotlib.ticker import MaxNLocator
+
+from .sweeps import CHANCE_LOSS, UNIFORM_GUESS_ACC
+
+__all__ = ['METRICS', 'PANEL_YLABELS', 'plot_history', 'plot_lr_sweep', 'set_figsize',
+           'show_fashion_mnist', 'show_images', 'use_svg_display']
 
 # metric key -> (legend text, which panel it goes on)
 METRICS = {
@@ -170,3 +175,47 @@ def plot_history(histories, metrics=('train_loss', 'train_acc', 'test_acc'), tit
     fig.suptitle(title)
     fig.tight_layout()
     return axes
+
+
+def plot_lr_sweep(sweeps, title='Learning-rate sweep'):
+    """Final test accuracy and final training loss against the learning rate (log axis).
+
+    sweeps: {variant: {lr: Result}}, e.g. {'BN': runner.sweep(...), 'no BN': ...}. A run whose
+    loss became NaN is marked with an x at the bottom of both panels. The dotted lines are a
+    uniform guess over the 10 classes: accuracy 0.1 and loss ln 10. Returns the two Axes.
+    """
+    if not sweeps:
+        raise ValueError('plot_lr_sweep got no sweeps; pass {variant name: {lr: Result}}')
+    use_svg_display()
+    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(10, 3.6))
+    colors = plt.rcParams['axes.prop_cycle'].by_key()['color']
+    for i, (variant, sweep) in enumerate(sweeps.items()):
+        color = colors[i % len(colors)]
+        lrs = sorted(sweep)
+        ok = [lr for lr in lrs if not sweep[lr].diverged]
+        ax_acc.plot(ok, [sweep[lr].final('test_acc') for lr in ok], 'o-', color=color,
+                    label=variant)
+        ax_loss.plot(ok, [sweep[lr].final('train_loss') for lr in ok], 'o-', color=color,
+                     label=variant)
+        bad = [lr for lr in lrs if sweep[lr].diverged]
+        if bad:   # at the bottom edge: x in data units, y in axes units (0 = bottom)
+            for ax, label in ((ax_acc, '%s: NaN loss' % variant), (ax_loss, None)):
+                ax.plot(bad, [0.0] * len(bad), 'x', color=color, markersize=9, mew=2,
+                        clip_on=False, transform=ax.get_xaxis_transform(), label=label)
+    ax_acc.axhline(UNIFORM_GUESS_ACC, color='gray', linestyle=':',
+                   label='uniform guess (%.1f)' % UNIFORM_GUESS_ACC)
+    ax_loss.axhline(CHANCE_LOSS, color='gray', linestyle=':', label='uniform guess (ln 10)')
+    ax_acc.set_ylim(0, 1)
+    ax_acc.set_ylabel('test accuracy (fraction)')
+    ax_acc.set_title('test accuracy after the budget')
+    ax_loss.set_yscale('log')
+    ax_loss.set_ylabel('train loss per example (log)')
+    ax_loss.set_title('training loss in the last epoch')
+    for ax in (ax_acc, ax_loss):
+        ax.set_xscale('log')
+        ax.set_xlabel('learning rate (log scale)')
+        ax.grid(True, which='both', alpha=0.3)
+        ax.legend(fontsize='small')
+    fig.suptitle(title)
+    fig.tight_layout()
+    return ax_acc, ax_loss

@@ -2,6 +2,8 @@
 import sys
 import time
 
+__all__ = ['Progress']
+
 
 def _in_notebook():
     try:

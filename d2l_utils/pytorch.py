@@ -1,5 +1,6 @@
-"""The chapter in PyTorch: scratch batch norm, LeNet and a training loop, for the appendix notebook.
+"""Importing this module resets torch's CPU thread count (MXNet's import set it to 1): see below.
 
+The chapter in PyTorch: scratch batch norm, LeNet and a training loop, for the appendix notebook 7.
 Optional: this module needs PyTorch (``pip install -r requirements-torch.txt``); the rest of
 ``d2l_utils`` does not, and ``import d2l_utils`` never imports this module.
 
@@ -27,18 +28,23 @@ try:
 except ImportError as err:
     raise ImportError(INSTALL_HINT) from err
 
-import copy
 import math
 import os
 import time
 
-import numpy as np
 import torch.nn.functional as F
 from torch import nn
 
+from . import training
+from .data import epoch_order
+from .layers import check_batch_norm_shapes, moving_average
 from .progress import Progress
 from .training import History, NonFiniteLossError
-from .training import set_seed as _set_seed_mxnet
+
+__all__ = ['BN_CHOICES', 'BatchNorm', 'INSTALL_HINT', 'NUM_THREADS_AT_IMPORT', 'TorchDataIter',
+           'as_torch_iter', 'batch_norm', 'bn_tensors', 'check_batch_norm_inputs',
+           'default_num_threads', 'evaluate_accuracy', 'lenet', 'load_mxnet_parameters',
+           'set_seed', 'train', 'xavier_init_']
 
 BN_CHOICES = (None, 'scratch', 'torch')
 
@@ -61,31 +67,22 @@ torch.set_num_threads(default_num_threads())
 
 
 def set_seed(seed):
-    """Seed Python's, numpy's, MXNet's and torch's random generators (d2l_utils.set_seed + torch)."""
-    _set_seed_mxnet(seed)
+    """Seed Python's, numpy's, MXNet's and torch's generators (d2l_utils.set_seed, then torch)."""
+    training.set_seed(seed)
     torch.manual_seed(seed)
 
 
-def _check_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var):
-    """Raise ValueError, saying what to change, if batch_norm cannot use these inputs."""
-    shape = tuple(X.shape)
-    if len(shape) not in (2, 4):
-        hint = ''
-        if len(shape) == 3:
-            hint = ' For a 1-D sequence (N, C, L), reshape to (N, C, L, 1).'
-        raise ValueError('batch_norm expects a 2-D (N, D) or 4-D (N, C, H, W) input; '
-                         'got shape %s.%s' % (shape, hint))
-    if not X.dtype.is_floating_point:
+def check_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var):
+    """Raise ValueError, saying what to change, if batch_norm cannot use these inputs.
+
+    X: (N, D) or (N, C, H, W), float; gamma, beta, moving_mean, moving_var: shape (1, D) or
+    (1, C, 1, 1). The shape checks and messages are d2l_utils.check_batch_norm_shapes'.
+    """
+    if X.dim() in (2, 4) and not X.dtype.is_floating_point:
         raise ValueError('batch_norm expects a float input (float16, float32 or float64); got X '
                          'of dtype %s. Convert it first, e.g. X.float().' % X.dtype)
-    expected = (1, shape[1]) if len(shape) == 2 else (1, shape[1], 1, 1)
-    for name, value in (('gamma', gamma), ('beta', beta),
-                        ('moving_mean', moving_mean), ('moving_var', moving_var)):
-        if tuple(value.shape) != expected:
-            raise ValueError(
-                'batch_norm: %s must have shape %s to match X of shape %s; got %s. Create gamma, '
-                'beta and the moving statistics with that shape, e.g. BatchNorm(%d, num_dims=%d).'
-                % (name, expected, shape, tuple(value.shape), shape[1], len(shape)))
+    check_batch_norm_shapes(X.shape, gamma=gamma.shape, beta=beta.shape,
+                            moving_mean=moving_mean.shape, moving_var=moving_var.shape)
 
 
 def batch_norm(X, gamma, beta, moving_mean, moving_var, eps, momentum, *, training):
@@ -100,7 +97,7 @@ def batch_norm(X, gamma, beta, moving_mean, moving_var, eps, momentum, *, traini
     Returns (Y, moving_mean, moving_var); Y has X's shape. The new moving statistics carry no
     autograd history: they are state, not something to differentiate.
     """
-    _check_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var)
+    check_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var)
     if not training:
         # Prediction: use the moving averages, so an example's output does not depend on its batch
         X_hat = (X - moving_mean) / torch.sqrt(moving_var + eps)
@@ -113,8 +110,8 @@ def batch_norm(X, gamma, beta, moving_mean, moving_var, eps, momentum, *, traini
         var = (X_centered * X_centered).mean(dim=dims, keepdim=True)   # biased: divide by m
         X_hat = X_centered / torch.sqrt(var + eps)
         with torch.no_grad():   # the moving averages are state: no graph behind them
-            moving_mean = momentum * moving_mean + (1.0 - momentum) * mean
-            moving_var = momentum * moving_var + (1.0 - momentum) * var
+            moving_mean = moving_average(moving_mean, mean, momentum)   # as in d2l_utils
+            moving_var = moving_average(moving_var, var, momentum)
     Y = gamma * X_hat + beta  # scale and shift: the layer can learn back any mean and variance
     return Y, moving_mean, moving_var
 
@@ -270,8 +267,9 @@ class TorchDataIter:
     X: float32 tensor (N, 1, 28, 28); y: int64 tensor (N,) of class indices (what
     F.cross_entropy wants). Each ``iter()`` is one epoch; the last partial batch is kept. With
     ``shuffle``, each epoch's order is ``rng.permutation(N)`` (rng: a numpy RandomState, or None
-    for numpy's global generator), exactly as ``ArrayDataIter`` draws it, so a copy of its
-    generator replays its batches.
+    for numpy's global generator), drawn by the same ``d2l_utils.data.epoch_order`` as
+    ``ArrayDataIter``, so a copy of its generator (``ArrayDataIter.rng_copy()``) replays its
+    batches.
     """
 
     def __init__(self, X, y, batch_size, shuffle=False, rng=None):
@@ -292,8 +290,7 @@ class TorchDataIter:
     def __iter__(self):
         n = self.num_examples
         if self.shuffle:
-            rng = self._rng if self._rng is not None else np.random
-            order = torch.from_numpy(rng.permutation(n))
+            order = torch.from_numpy(epoch_order(n, self._rng))
         for start in range(0, n, self.batch_size):
             if self.shuffle:
                 idx = order[start:start + self.batch_size]
@@ -313,7 +310,8 @@ def as_torch_iter(data_iter):
     """
     if isinstance(data_iter, TorchDataIter):
         return data_iter
-    if not all(hasattr(data_iter, name) for name in ('X', 'y', 'batch_size', 'shuffle')):
+    if not all(hasattr(data_iter, name) for name in ('X', 'y', 'batch_size', 'shuffle',
+                                                     'rng_copy')):
         raise TypeError('as_torch_iter takes a d2l_utils data iterator (from '
                         'load_data_fashion_mnist); got %s.' % type(data_iter).__name__)
     if getattr(data_iter, 'resize', None):
@@ -321,8 +319,8 @@ def as_torch_iter(data_iter):
                          'without resize= (LeNet takes 28 x 28 images).')
     X = torch.from_numpy(data_iter.X.asnumpy())
     y = torch.from_numpy(data_iter.y.asnumpy()).long()
-    rng = copy.deepcopy(getattr(data_iter, '_rng', None))
-    return TorchDataIter(X, y, data_iter.batch_size, shuffle=data_iter.shuffle, rng=rng)
+    return TorchDataIter(X, y, data_iter.batch_size, shuffle=data_iter.shuffle,
+                         rng=data_iter.rng_copy())
 
 
 def evaluate_accuracy(data_iter, net, device=None):

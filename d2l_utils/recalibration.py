@@ -15,12 +15,13 @@ one), so it gives the same result for every kind of BN layer on every device.
 import numbers
 
 import numpy as np
-from mxnet import autograd, gluon, nd
+from mxnet import autograd, nd
 from mxnet.gluon import nn
 
+from .data_parallel import split_parts
 from .layers import BatchNorm
 
-__all__ = ['recalibrate_batch_norm', 'batch_norm_layers']
+__all__ = ['PopulationStatistics', 'batch_norm_layers', 'net_devices', 'recalibrate_batch_norm']
 
 
 def batch_norm_layers(net):
@@ -148,9 +149,9 @@ def recalibrate_batch_norm(net, batches, num_batches=100, ctx=None):
             for X, _ in batches:
                 if used == num_batches:
                     break
-                # as training splits a batch (a device gets at most one example more); a batch
-                # smaller than the number of devices uses the first devices
-                for part in gluon.utils.split_and_load(X, devices[:X.shape[0]], even_split=False):
+                # split as evaluation splits a batch (d2l_utils.data_parallel's policy: a batch
+                # smaller than the number of devices uses the first devices)
+                for part in split_parts(X, devices, 'recalibrate_batch_norm', training=False):
                     net(part)
                 used += 1
     finally:

@@ -5,21 +5,25 @@ bias, frozen ``gamma`` and ``beta``. The answer is a LeNet trained under the sam
 same images in the same order, epochs, batch size and initial weights) as the runs it is compared
 with. ``fit`` trains one net through ``d2l_utils.train`` and records a run whose loss becomes NaN
 as diverged instead of stopping the notebook; ``Runner`` builds and trains LeNet variants under
-one budget and remembers them, so a run two exercises share is trained once. ``lr_range``,
-``sweep_table`` and ``plot_lr_sweep`` summarize a learning-rate sweep.
+one budget and remembers them, so a run two exercises share is trained once. ``lr_range`` and
+``sweep_table`` summarize a learning-rate sweep (``d2l_utils.plot_lr_sweep`` plots it).
 """
 import math
 import numbers
 
-import numpy as np
-from matplotlib import pyplot as plt
 from mxnet import gluon, init
 
 from .models import lenet
-from .plot import use_svg_display
 from .training import History, NonFiniteLossError, set_seed, train
 
+__all__ = ['CHANCE_ACC', 'CHANCE_LOSS', 'UNIFORM_GUESS_ACC', 'Result', 'Runner', 'fit',
+           'lr_range', 'sweep_table']
+
 CHANCE_LOSS = math.log(10)   # cross-entropy of a uniform guess over Fashion-MNIST's 10 classes
+UNIFORM_GUESS_ACC = 0.1      # accuracy of a uniform guess over the 10 classes
+# The one "chance" threshold: a run whose final test accuracy is below it learned (almost)
+# nothing. Twice the uniform guess, so that a net a few points above 0.1 by luck still counts.
+CHANCE_ACC = 2 * UNIFORM_GUESS_ACC
 
 
 class Result:
@@ -57,7 +61,7 @@ class Result:
         """Training plus evaluation time of the finished epochs."""
         return sum(self.history.column('seconds'))
 
-    def status(self, chance_acc=0.2):
+    def status(self, chance_acc=CHANCE_ACC):
         """One word for the outcome: 'NaN', 'blew up', 'chance' or 'trains'.
 
         'NaN': the loss became NaN or infinite (``diverged``). 'blew up': the final training loss
@@ -106,14 +110,13 @@ def fit(net, train_iter, test_iter, lr, num_epochs, ctx=None, name=''):
     trainer = gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': lr})
     history = History(name)
     for epoch in range(1, num_epochs + 1):
+        # one call per epoch, so the epochs that finished are kept when the loss becomes NaN
         try:
             one = train(net, train_iter, test_iter, trainer, ctx, 1, name=name, progress=False,
-                        verbose=False)
+                        verbose=False, first_epoch=epoch)
         except NonFiniteLossError as error:
-            # train() counted this epoch as its epoch 1; say which epoch of the run it was
-            message = str(error).replace('at epoch 1,', 'at epoch %d,' % epoch, 1)
-            return Result(name, lr, history, net, diverged_epoch=epoch, error=message)
-        history.epochs.append(dict(one.epochs[0], epoch=epoch))
+            return Result(name, lr, history, net, diverged_epoch=epoch, error=str(error))
+        history.epochs.extend(one.epochs)
     return Result(name, lr, history, net)
 
 
@@ -195,18 +198,6 @@ class Runner:
         return {lr: self.run(name, lr, prepare, **lenet_kwargs) for lr in lrs}
 
 
-def count_parameters(net):
-    """(learned, not learned): the number of values in the initialized net's parameters with a
-    gradient (grad_req 'write' or 'add') and without one ('null': moving statistics, frozen)."""
-    learned = fixed = 0
-    for param in net.collect_params().values():
-        if param.grad_req == 'null':
-            fixed += param.data().size
-        else:
-            learned += param.data().size
-    return learned, fixed
-
-
 def lr_range(sweep, ok=lambda result: result.status() == 'trains'):
     """(lowest, highest) learning rate of a sweep {lr: Result} whose Result satisfies ``ok``;
     None if none does. A gap inside the range is not reported: look at the table."""
@@ -214,7 +205,7 @@ def lr_range(sweep, ok=lambda result: result.status() == 'trains'):
     return (min(good), max(good)) if good else None
 
 
-def sweep_table(sweeps, key='test_acc', chance_acc=0.2):
+def sweep_table(sweeps, key='test_acc', chance_acc=CHANCE_ACC):
     """A text table of sweeps {variant: {lr: Result}}: one row per learning rate, one column per
     variant, each cell the final ``key`` (test accuracy by default) and the run's status."""
     lrs = sorted({lr for sweep in sweeps.values() for lr in sweep})
@@ -234,44 +225,3 @@ def sweep_table(sweeps, key='test_acc', chance_acc=0.2):
     return '\n'.join(lines)
 
 
-def plot_lr_sweep(sweeps, title='Learning-rate sweep', chance_acc=0.1):
-    """Final test accuracy and final training loss against the learning rate (log axis).
-
-    sweeps: {variant: {lr: Result}}, e.g. {'BN': runner.sweep(...), 'no BN': ...}. A run whose
-    loss became NaN is marked with an x at the bottom of both panels. The dotted lines are a
-    uniform guess: accuracy ``chance_acc`` and loss ln 10. Returns the two Axes.
-    """
-    if not sweeps:
-        raise ValueError('plot_lr_sweep got no sweeps; pass {variant name: {lr: Result}}')
-    use_svg_display()
-    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(10, 3.6))
-    colors = plt.rcParams['axes.prop_cycle'].by_key()['color']
-    for i, (variant, sweep) in enumerate(sweeps.items()):
-        color = colors[i % len(colors)]
-        lrs = sorted(sweep)
-        ok = [lr for lr in lrs if not sweep[lr].diverged]
-        ax_acc.plot(ok, [sweep[lr].final('test_acc') for lr in ok], 'o-', color=color,
-                    label=variant)
-        ax_loss.plot(ok, [sweep[lr].final('train_loss') for lr in ok], 'o-', color=color,
-                     label=variant)
-        bad = [lr for lr in lrs if sweep[lr].diverged]
-        if bad:   # at the bottom edge: x in data units, y in axes units (0 = bottom)
-            for ax, label in ((ax_acc, '%s: NaN loss' % variant), (ax_loss, None)):
-                ax.plot(bad, [0.0] * len(bad), 'x', color=color, markersize=9, mew=2,
-                        clip_on=False, transform=ax.get_xaxis_transform(), label=label)
-    ax_acc.axhline(chance_acc, color='gray', linestyle=':', label='chance (%.1f)' % chance_acc)
-    ax_loss.axhline(CHANCE_LOSS, color='gray', linestyle=':', label='uniform guess (ln 10)')
-    ax_acc.set_ylim(0, 1)
-    ax_acc.set_ylabel('test accuracy (fraction)')
-    ax_acc.set_title('test accuracy after the budget')
-    ax_loss.set_yscale('log')
-    ax_loss.set_ylabel('train loss per example (log)')
-    ax_loss.set_title('training loss in the last epoch')
-    for ax in (ax_acc, ax_loss):
-        ax.set_xscale('log')
-        ax.set_xlabel('learning rate (log scale)')
-        ax.grid(True, which='both', alpha=0.3)
-        ax.legend(fontsize='small')
-    fig.suptitle(title)
-    fig.tight_layout()
-    return ax_acc, ax_loss

@@ -13,15 +13,21 @@ the test batches the same way. With one device everything is as before.
 import numbers
 import random
 import time
+from contextlib import contextmanager
 
 import numpy as np
 import mxnet as mx
 from mxnet import autograd, gluon, nd
+from mxnet.gluon import nn
 
-from .experiments import restoring_state
-from .parallel import as_ctx_list, check_initialized_on, forward_parts, split_batch
+from .data_parallel import (check_batches_fit_devices, check_initialized_on, forward_parts,
+                            needs_all_parts, split_batch)
+from .device import as_ctx_list
 from .progress import Progress
 from .recalibration import recalibrate_batch_norm
+
+__all__ = ['History', 'NonFiniteLossError', 'evaluate_accuracy', 'first_nonfinite_layer',
+           'recalibrated_accuracy', 'restoring_state', 'set_seed', 'train', 'train_ch5']
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -74,23 +80,42 @@ def set_seed(seed):
     mx.random.seed(seed)
 
 
+@contextmanager
+def restoring_state(net):
+    """Inside the ``with`` block anything goes; on exit every Parameter of ``net`` that is not
+    learned (grad_req 'null': BN moving/running statistics) gets back its value from the entry.
+
+    A training-mode forward of the scratch ``BatchNorm`` (or a backward of ``nn.BatchNorm``)
+    updates those statistics; measurements wrapped in this block leave the net as they found
+    it. The learned Parameters' gradient buffers are not restored (the next backward overwrites
+    them anyway).
+    """
+    saved = [(p, [d.copy() for d in p.list_data()])
+             for p in net.collect_params().values() if p.grad_req == 'null']
+    try:
+        yield net
+    finally:
+        for param, copies in saved:
+            for data, copy in zip(param.list_data(), copies):
+                data[:] = copy
+
+
 def evaluate_accuracy(data_iter, net, ctx=None):
     """Fraction of examples in ``data_iter`` whose argmax prediction equals the label.
 
     data_iter yields (X, y) with X (batch, ...) and y (batch,); ctx is a device (default the
     CPU), as in the book, or a list of devices: then each batch is split across them and every
     device predicts its part with its own copy of the net (a batch with fewer examples than
-    devices uses the first ones). Runs in prediction mode. Counts are summed on the devices and
-    read once at the end.
+    devices uses the first ones: the split policy of ``d2l_utils.data_parallel``). Runs in
+    prediction mode. Counts are summed on the devices and read once at the end.
     """
     ctx = as_ctx_list(ctx, 'evaluate_accuracy')
+    lockstep = len(ctx) > 1 and needs_all_parts(net)   # asked once, not per batch
     correct, n = [nd.zeros((1,), ctx=c) for c in ctx], 0
     for X, y in data_iter:
-        if len(ctx) == 1:
-            Xs, ys = [X.as_in_context(ctx[0])], [y.as_in_context(ctx[0])]
-        else:
-            Xs, ys = split_batch(X, y, ctx[:X.shape[0]], 'evaluate_accuracy')
-        for k, (y_hat, y_part) in enumerate(zip(forward_parts(net, Xs), ys)):
+        Xs, ys = split_batch(X, y, ctx, 'evaluate_accuracy', training=False)
+        y_hats = forward_parts(net, Xs) if lockstep else [net(X_part) for X_part in Xs]
+        for k, (y_hat, y_part) in enumerate(zip(y_hats, ys)):
             correct[k] += (y_hat.argmax(axis=1) == y_part.astype('float32')).sum()
         n += X.shape[0]
     if n == 0:
@@ -113,28 +138,22 @@ def first_nonfinite_layer(net, X):
     def record(block, _inputs, out):
         finished.append((block, out))   # children finish before their parents
 
-    def hook(block, layer):
-        layer_of[block] = layer
+    # the layers of a Sequential (a block of another kind counts as one layer), and every block
+    # inside each of them
+    layers = list(net) if isinstance(net, (nn.Sequential, nn.HybridSequential)) else [net]
+    for layer in layers:
+        layer.apply(lambda block, layer=layer: layer_of.setdefault(block, layer))
+    for block in layer_of:
         handles.append(block.register_forward_hook(record))
-        for child in block._children.values():
-            hook(child, layer)
-
-    for child in net._children.values():
-        hook(child, child)
     # Re-run exactly as training does (inside record(): a layer may look at is_recording()),
     # and put back the state a forward pass writes (moving statistics), so that diagnosing
     # changes nothing.
-    state = [(p, [d.copy() for d in p.list_data()])
-             for p in net.collect_params().values() if p.grad_req == 'null']
     try:
-        with autograd.record():
+        with restoring_state(net), autograd.record():
             net(X)
     finally:
         for handle in handles:
             handle.detach()
-        for param, saved in state:
-            for data, copy in zip(param.list_data(), saved):
-                data[:] = copy
     for block, out in finished:
         out = out[0] if isinstance(out, (list, tuple)) else out
         if not np.isfinite(out.asnumpy()).all():
@@ -160,25 +179,6 @@ def _nonfinite_error(net, X, loss_value, epoch, batch, num_batches, device=''):
         'learning rate too large for this network, a hand-written layer that takes the square '
         'root of a negative number (check a batch norm\'s variance), or a log/division of zero.'
         % (loss_value, epoch, batch, num_batches, device, where))
-
-
-def _check_parallel_batches(train_iter, num_devices):
-    """Fail before training if the iterator's batches cannot all be split across the devices."""
-    batch_size = getattr(train_iter, 'batch_size', None)
-    num_examples = getattr(train_iter, 'num_examples', None)
-    if not (isinstance(batch_size, numbers.Integral)
-            and isinstance(num_examples, numbers.Integral)):
-        return   # an iterator that does not say: each batch is checked as it comes
-    last = num_examples % batch_size or batch_size
-    smallest = min(batch_size, last, num_examples)
-    if smallest < num_devices:
-        raise ValueError('train: the training batches (batch size %d, %d examples, so the '
-                         'smallest batch has %d) cannot be split across %d devices: each device '
-                         'needs at least one example. Use a batch size of at least %d and a '
-                         'training set size whose remainder modulo the batch size is 0 or at '
-                         'least %d, or fewer devices.'
-                         % (batch_size, num_examples, smallest, num_devices, num_devices,
-                            num_devices))
 
 
 def recalibrated_accuracy(net, test_iter, recalibrate_iter, num_batches, ctx=None):
@@ -217,7 +217,7 @@ def _recalibration_batches(train_iter, recalibrate, recalibrate_iter):
 
 def train(net, train_iter, test_iter, trainer, ctx=None, num_epochs=1, loss=None, name='',
           progress=None, check_finite=True, verbose=True, recalibrate=None,
-          recalibrate_iter=None):
+          recalibrate_iter=None, first_epoch=1):
     """Train ``net`` with ``trainer`` and return a ``History`` of per-epoch metrics.
 
     train_iter/test_iter yield (X, y), X (batch, ...) and y (batch,) class indices.
@@ -226,7 +226,8 @@ def train(net, train_iter, test_iter, trainer, ctx=None, num_epochs=1, loss=None
     the loss and gradient of its part, and ``trainer.step`` sums the gradients over the devices
     before one update. The net must be initialized on every device (``net.initialize(ctx=ctx)``)
     and every batch must have at least len(ctx) examples. Layers with per-device state (BN's
-    running statistics) keep one copy per device; see ``d2l_utils.parallel``.
+    running statistics) keep one copy per device; see ``d2l_utils.data_parallel`` (and its
+    split policy) and ``d2l_utils.CrossDeviceBatchNorm``.
     loss: default softmax cross-entropy. progress: True/False/None (None: on in Jupyter or a
     terminal). check_finite: read the batch loss before each update and stop with
     NonFiniteLossError if it is NaN or infinite (one small device sync per batch and device).
@@ -237,27 +238,33 @@ def train(net, train_iter, test_iter, trainer, ctx=None, num_epochs=1, loss=None
     are saved and restored around the measurement, so the run trains exactly as without it.
     recalibrate_iter: the batches for that (default: ``train_iter.in_order()``, the training
     data in a fixed order, for a ``load_data_fashion_mnist`` iterator).
+    first_epoch: the number of the first epoch trained here (default 1). To continue a run, or
+    to train one epoch per call, pass the epoch it is at: the History rows, the printed lines
+    and a NonFiniteLossError count from it.
     """
+    if not (isinstance(first_epoch, numbers.Integral) and not isinstance(first_epoch, bool)
+            and first_epoch >= 1):
+        raise ValueError('train: first_epoch must be a positive integer (the number of the '
+                         'first epoch trained in this call, e.g. 1); got %r.' % (first_epoch,))
     ctx = as_ctx_list(ctx, 'train')
     recalibrate_iter = _recalibration_batches(train_iter, recalibrate, recalibrate_iter)
     if len(ctx) > 1:
         check_initialized_on(net, ctx, 'train')
-        _check_parallel_batches(train_iter, len(ctx))
+        check_batches_fit_devices(train_iter, len(ctx), 'train')
+    lockstep = len(ctx) > 1 and needs_all_parts(net)   # asked once, not per batch
     loss = loss or gluon.loss.SoftmaxCrossEntropyLoss()
     bar = Progress(progress)
     history = History(name)
     num_batches = len(train_iter) if hasattr(train_iter, '__len__') else 0
-    for epoch in range(1, num_epochs + 1):
+    last_epoch = first_epoch + num_epochs - 1
+    for epoch in range(first_epoch, last_epoch + 1):
         start = time.time()
         loss_sum, correct = nd.zeros((1,), ctx=ctx[0]), nd.zeros((1,), ctx=ctx[0])
         n = 0
         for batch, (X, y) in enumerate(train_iter, 1):
-            if len(ctx) == 1:
-                Xs, ys = [X.as_in_context(ctx[0])], [y.as_in_context(ctx[0])]
-            else:
-                Xs, ys = split_batch(X, y, ctx, 'train')
+            Xs, ys = split_batch(X, y, ctx, 'train')
             with autograd.record():
-                y_hats = forward_parts(net, Xs)
+                y_hats = forward_parts(net, Xs) if lockstep else [net(X_part) for X_part in Xs]
                 losses = [loss(y_hat, y_part).sum() for y_hat, y_part in zip(y_hats, ys)]
             autograd.backward(losses)
             if check_finite:
@@ -276,7 +283,7 @@ def train(net, train_iter, test_iter, trainer, ctx=None, num_epochs=1, loss=None
                 correct += (y_hat.argmax(axis=1) == y_part.astype('float32')).sum().as_in_context(
                     ctx[0])
             n += X.shape[0]
-            bar.update('epoch %d/%d' % (epoch, num_epochs), batch, num_batches or batch)
+            bar.update('epoch %d/%d' % (epoch, last_epoch), batch, num_batches or batch)
         train_loss, train_acc = loss_sum.asscalar() / n, correct.asscalar() / n
         train_seconds = time.time() - start
         test_acc = evaluate_accuracy(test_iter, net, ctx)

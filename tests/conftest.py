@@ -1,12 +1,17 @@
-"""Fixtures shared by the test modules.
+"""Fixtures shared by the test modules (plain helper functions live in ``helpers.py``).
 
 Keep them generic: a fixture only one module needs lives in that module.
 """
+import faulthandler
 import ipaddress
 import os
 import socket
+import sys
 
 import pytest
+
+# ``from helpers import ...`` in the test modules, whatever pytest's import mode
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from d2l_utils import data, fashion_mnist_files
 
@@ -68,11 +73,11 @@ def isolated_sources(monkeypatch, tmp_path):
     mxnet_home.mkdir()
     monkeypatch.delenv(fashion_mnist_files.ENV_VAR, raising=False)
     monkeypatch.setenv('MXNET_HOME', str(mxnet_home))
-    saved = dict(data._decoded)
-    data._decoded.clear()
+    saved = dict(data.DECODED_CACHE)
+    data.DECODED_CACHE.clear()
     yield mxnet_home
-    data._decoded.clear()
-    data._decoded.update(saved)
+    data.DECODED_CACHE.clear()
+    data.DECODED_CACHE.update(saved)
 
 
 @pytest.fixture
@@ -81,3 +86,19 @@ def no_local_sources(isolated_sources, monkeypatch, tmp_path):
     folder misses, so only ``root=``, $FASHION_MNIST_DIR or mirrors set by the test can serve."""
     monkeypatch.setattr(fashion_mnist_files, 'DEBIAN_DIR', str(tmp_path / 'no-debian-package'))
     return isolated_sources
+
+
+@pytest.fixture
+def fail_instead_of_hanging(capfd):
+    """Exit with every thread's stack if the test runs over 120 s, instead of hanging.
+
+    autograd.Function can deadlock MXNet 1.9.1 (apache/mxnet#15844): a backward that reads
+    gamma, after a Trainer step wrote gamma, waits forever. What forward saves avoids it; this
+    guards the tests that take Trainer steps against a regression hanging the whole run.
+    """
+    with capfd.disabled():   # the real stderr, not pytest's capture (lost when the run exits)
+        stderr = os.fdopen(os.dup(2), 'w')
+    faulthandler.dump_traceback_later(120, exit=True, file=stderr)
+    yield
+    faulthandler.cancel_dump_traceback_later()
+    stderr.close()

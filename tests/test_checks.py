@@ -10,13 +10,11 @@ import mxnet as mx
 from mxnet import autograd, gluon, init, nd
 from mxnet.gluon import nn
 
-from d2l_utils import bn_mistakes
-from d2l_utils.layers import BatchNorm, batch_norm
-from d2l_utils.checks import (BLOCK_PROPERTIES, FUNCTION_PROPERTIES, CheckReport,
-                              check_batch_norm, check_batch_norm_block)
-from d2l_utils.data import load_data_fashion_mnist
-from d2l_utils.models import lenet
-from d2l_utils.training import NonFiniteLossError, set_seed, train
+from d2l_utils import (BatchNorm, BatchNormCalling, BookBatchNorm, CheckReport,
+                       NonFiniteLossError, batch_norm, bn_mistakes, book_batch_norm,
+                       check_batch_norm, check_batch_norm_block, lenet, load_data_fashion_mnist,
+                       set_seed, train)
+from d2l_utils.checks import BLOCK_PROPERTIES, FUNCTION_PROPERTIES
 
 FUNCTION_NAMES = [name for name, _ in FUNCTION_PROPERTIES]
 BLOCK_NAMES = [name for name, _ in BLOCK_PROPERTIES]
@@ -80,33 +78,14 @@ def test_reference_layer_passes_every_property():
     assert [r.name for r in report.results] == BLOCK_NAMES
 
 
-def book_batch_norm(X, gamma, beta, moving_mean, moving_var, eps, momentum):
-    """The book's batch_norm, verbatim apart from comments (2-D statistics without keepdims)."""
-    if not autograd.is_training():
-        X_hat = (X - moving_mean) / nd.sqrt(moving_var + eps)
-    else:
-        assert len(X.shape) in (2, 4)
-        if len(X.shape) == 2:
-            mean = X.mean(axis=0)
-            var = ((X - mean) ** 2).mean(axis=0)
-        else:
-            mean = X.mean(axis=(0, 2, 3), keepdims=True)
-            var = ((X - mean) ** 2).mean(axis=(0, 2, 3), keepdims=True)
-        X_hat = (X - mean) / nd.sqrt(var + eps)
-        moving_mean = momentum * moving_mean + (1.0 - momentum) * mean
-        moving_var = momentum * moving_var + (1.0 - momentum) * var
-    Y = gamma * X_hat + beta
-    return Y, moving_mean, moving_var
-
-
 def test_books_own_function_passes_every_property():
     report = quiet_check(book_batch_norm, block=False)
     assert report.passed, str(report)
 
 
 def test_layer_that_mistakes_are_built_on_passes_with_the_reference_function():
-    # bn_mistakes._LayerCalling copies d2l_utils.BatchNorm.forward; with batch_norm it must pass
-    assert quiet_check(bn_mistakes._LayerCalling, block=True).passed
+    # BatchNormCalling copies d2l_utils.BatchNorm.forward; with batch_norm it must pass
+    assert quiet_check(BatchNormCalling, block=True).passed
 
 
 # --- each real mistake fails exactly its properties, naming its cause
@@ -276,7 +255,7 @@ def test_checker_given_a_layer_instance_or_a_class_to_the_wrong_checker_says_whi
 # --- the report object
 
 def test_report_prints_one_line_per_property_and_a_one_line_repr(capsys):
-    report = check_batch_norm_block(bn_mistakes.BookBatchNorm)
+    report = check_batch_norm_block(BookBatchNorm)
     printed = capsys.readouterr().out
     assert printed.strip() == str(report)
     heads = [line.split()[:2] for line in printed.splitlines()[1:] if line[:4] in ('PASS', 'FAIL')]
@@ -288,7 +267,7 @@ def test_report_prints_one_line_per_property_and_a_one_line_repr(capsys):
 
 
 def test_report_can_leave_out_the_passing_properties():
-    report = check_batch_norm_block(bn_mistakes.BookBatchNorm, verbose=False)
+    report = check_batch_norm_block(BookBatchNorm, verbose=False)
     lines = report.format(failures_only=True).splitlines()
     assert lines[0] == str(report).splitlines()[0]
     assert [line.split()[1] for line in lines[1:] if line.startswith('FAIL')] == \
@@ -326,3 +305,22 @@ def test_nan_guard_names_the_batch_norm_layer_with_negative_variance(fashion_mni
     assert 'batch 1 of 4' in message
     assert ('the first layer whose output is not finite is %s (NegativeVarianceBatchNorm)'
             % first_bn.name) in message
+
+
+# --- how the checker is built
+
+def test_every_property_is_a_registered_function_of_its_own_name_in_the_printed_order():
+    from d2l_utils.checks.properties import PROPERTIES
+    assert list(PROPERTIES) == BLOCK_NAMES and BLOCK_NAMES[0] == 'builds'
+    assert [name for name, p in PROPERTIES.items() if not p.block_only] == FUNCTION_NAMES
+    assert all(p.check.__name__ == name for name, p in PROPERTIES.items())
+
+
+def test_running_a_subject_for_gradients_in_a_mode_that_does_not_record_is_refused():
+    from d2l_utils.checks.harness import FunctionInstance, cases, run
+    case = cases()[0]
+    with pytest.raises(ValueError, match='gradients need a mode that records'):
+        run(FunctionInstance(batch_norm, case), case.x, 'prediction', head=case.head)
+    Y, dX = run(FunctionInstance(batch_norm, case), case.x, 'record(train_mode=False)',
+                head=case.head)
+    assert Y.shape == dX.shape == case.shape

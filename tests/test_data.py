@@ -422,3 +422,17 @@ def test_array_data_iter_checks_shuffle_seed_and_resize(kwargs, error, message):
     with pytest.raises(error) as err:
         ArrayDataIter(nd.zeros((8, 1, 28, 28)), nd.zeros((8,)), 4, **kwargs)
     assert message in str(err.value)
+
+
+def test_rng_copy_replays_the_next_epochs_orders_without_advancing_the_iterator():
+    train_iter, _ = load_data_fashion_mnist(64, train_subset=200, test_subset=10, seed=3)
+    next(iter(train_iter))   # one epoch drawn already: the copy starts from the next one
+    rng = train_iter.rng_copy()
+    replayed = [data.epoch_order(train_iter.num_examples, rng) for _ in range(2)]
+    served = [np.concatenate([y.asnumpy() for _, y in train_iter]) for _ in range(2)]
+    labels = train_iter.y.asnumpy()
+    for order, epoch in zip(replayed, served):
+        np.testing.assert_array_equal(labels[order], epoch)
+    assert not np.array_equal(replayed[0], replayed[1])
+    unseeded = data.ArrayDataIter(train_iter.X, train_iter.y, 64, shuffle=True)
+    assert unseeded.rng_copy() is None   # it draws from numpy's global generator

@@ -51,14 +51,14 @@ def fake_gpus(monkeypatch, n, broken=()):
         return np.array([4.0, 6.0, 8.0], dtype=np.float32)
 
     monkeypatch.setattr(mx.context, 'num_gpus', lambda: n)
-    monkeypatch.setattr(device, '_run_test_kernel', run_test_kernel)
+    monkeypatch.setattr(device, 'run_test_kernel', run_test_kernel)
     monkeypatch.setattr(device, 'nvidia_smi_gpus', lambda timeout=10: ([], 'stand-in'))
     return probed
 
 
 def test_probe_kernel_computes_the_expected_values_on_a_real_device():
     """The probe itself, run for real on the CPU: (x + 1) * 2 of [1, 2, 3]."""
-    np.testing.assert_array_equal(device._run_test_kernel(mx.cpu()), [4.0, 6.0, 8.0])
+    np.testing.assert_array_equal(device.run_test_kernel(mx.cpu()), [4.0, 6.0, 8.0])
 
 
 @pytest.mark.skipif(device.build_features(('CUDA',))['CUDA'],
@@ -168,7 +168,7 @@ def test_failure_to_count_gpus_is_reported_not_raised(monkeypatch):
 def test_gpu_returning_wrong_numbers_is_not_usable(monkeypatch):
     """A stand-in GPU whose kernel runs but computes garbage (none can exist on this machine)."""
     fake_gpus(monkeypatch, 1)
-    monkeypatch.setattr(device, '_run_test_kernel', lambda ctx: np.zeros(3, dtype=np.float32))
+    monkeypatch.setattr(device, 'run_test_kernel', lambda ctx: np.zeros(3, dtype=np.float32))
     ctx, [message] = fallback_messages(device.try_gpu)
     assert ctx == mx.cpu()
     assert 'returned [0.0, 0.0, 0.0] instead of [4.0, 6.0, 8.0]' in message

@@ -1,42 +1,20 @@
-"""FastBatchNorm and fast_batch_norm against nn.BatchNorm, the scratch BatchNorm and float64
-numerical gradients; its Parameters against BatchNorm's; one short real training run."""
-import faulthandler
-import os
-
+"""FastBatchNorm and fast_batch_norm against nn.BatchNorm and the scratch BatchNorm; one short
+real training run. (What it shares with every BN layer, float64 numerical gradients included:
+tests/test_layer_contract.py.)"""
 import numpy as np
 import pytest
-import mxnet as mx
 from mxnet import autograd, gluon, init, nd
 from mxnet.gluon import nn
 
-from d2l_utils.layers import BatchNorm, batch_norm
-from d2l_utils.data import load_data_fashion_mnist
-from d2l_utils.fast_batch_norm import FastBatchNorm, fast_batch_norm
-from d2l_utils.models import lenet
-from d2l_utils.training import set_seed
+from d2l_utils import (BatchNorm, FastBatchNorm, batch_norm, fast_batch_norm, lenet,
+                       load_data_fashion_mnist, set_seed)
 # The oracle helpers of the scratch layer's tests, so both layers are checked the same way
-from test_layers import (ATOL, EPS, MOMENTUM, RTOL, SHAPES, flat, numerical_gradient,
-                             random_input, random_params, relative_error, train_step)
+from helpers import (ATOL, EPS, MOMENTUM, RTOL, SHAPES, flat, moving_stats, random_input,
+                     random_params, tiny_net, train_step)
 
 # fast vs scratch: the same formulas in another order; measured max abs difference ~4e-6 on Y
 # and dX (values of order 1-10), ~1e-5 on dgamma (a sum of 200 products)
 CLOSE = dict(rtol=1e-5, atol=2e-5)
-
-
-@pytest.fixture
-def fail_instead_of_hanging(capfd):
-    """Exit with every thread's stack if the test runs over 120 s, instead of hanging.
-
-    autograd.Function can deadlock MXNet 1.9.1 (apache/mxnet#15844): a backward that reads
-    gamma, after a Trainer step wrote gamma, waits forever. What forward saves avoids it; this
-    guards the tests that take Trainer steps against a regression hanging the whole run.
-    """
-    with capfd.disabled():   # the real stderr, not pytest's capture (lost when the run exits)
-        stderr = os.fdopen(os.dup(2), 'w')
-    faulthandler.dump_traceback_later(120, exit=True, file=stderr)
-    yield
-    faulthandler.cancel_dump_traceback_later()
-    stderr.close()
 
 
 def three_layers(x_shape, seed=1):
@@ -51,12 +29,6 @@ def three_layers(x_shape, seed=1):
         layer.beta.set_data(beta.reshape(layer.beta.shape))
         layers.append(layer)
     return layers
-
-
-def moving_stats(layer):
-    if isinstance(layer, nn.BatchNorm):
-        return flat(layer.running_mean.data()), flat(layer.running_var.data())
-    return flat(layer.moving_mean.data()), flat(layer.moving_var.data())
 
 
 @pytest.mark.parametrize('kind', sorted(SHAPES))
@@ -75,7 +47,7 @@ def test_layer_matches_gluon_and_scratch_batchnorm_outputs_gradients_and_moving_
                 np.testing.assert_allclose(flat(getattr(fast, name).grad()),
                                            flat(getattr(other, name).grad()), rtol=1e-4, atol=1e-4)
     for other in (scratch, gluon_bn):
-        for ours, theirs in zip(moving_stats(fast), moving_stats(other)):
+        for ours, theirs in zip(moving_stats(fast)[0], moving_stats(other)[0]):
             np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
     X = random_input(SHAPES[kind], seed=99)
     for other in (scratch, gluon_bn):   # prediction mode: the moving statistics
@@ -96,89 +68,6 @@ def test_function_returns_what_batch_norm_returns_in_both_modes(kind):
     Y_ref, _, _ = batch_norm(X, *params, eps=EPS, momentum=MOMENTUM)
     np.testing.assert_allclose(Y.asnumpy(), Y_ref.asnumpy(), **CLOSE)
     assert moving_mean is params[2] and moving_var is params[3]   # returned unchanged
-
-
-@pytest.mark.parametrize('shape', [(4, 3), (3, 2, 2, 2)])
-def test_gradients_match_float64_numerical_gradients(shape):
-    rng = np.random.RandomState(0)
-    X = nd.array(rng.randn(*shape), dtype='float64')
-    gamma, beta, moving_mean, moving_var = (p.astype('float64') for p in random_params(shape))
-    head = nd.array(rng.randn(*shape), dtype='float64')
-
-    def loss():
-        with autograd.train_mode():   # batch statistics, as in training, without recording
-            Y, _, _ = fast_batch_norm(X, gamma, beta, moving_mean, moving_var, EPS, MOMENTUM)
-        return (Y * head).sum().asscalar()
-
-    for p in (X, gamma, beta):
-        p.attach_grad()
-    with autograd.record():
-        Y, _, _ = fast_batch_norm(X, gamma, beta, moving_mean, moving_var, EPS, MOMENTUM)
-        total = (Y * head).sum()
-    total.backward()
-    for name, p in (('X', X), ('gamma', gamma), ('beta', beta)):
-        error = relative_error(p.grad.asnumpy(), numerical_gradient(loss, p))
-        print('relative error of d%s: %.1e' % (name, error))   # shown with pytest -s
-        assert error < 1e-8, 'd%s: relative error %.1e' % (name, error)
-
-
-def test_parameters_are_batchnorm_parameters_names_shapes_inits_and_grad_req():
-    for num_features, num_dims in ((6, 4), (120, 2)):
-        fast, scratch = FastBatchNorm(num_features, num_dims), BatchNorm(num_features, num_dims)
-        ours, theirs = fast.collect_params(), scratch.collect_params()
-        strip = lambda params, block: [name[len(block.prefix):] for name in params.keys()]
-        assert strip(ours, fast) == strip(theirs, scratch) == [
-            'gamma', 'beta', 'moving_mean', 'moving_var']
-        for a, b in zip(ours.values(), theirs.values()):
-            assert (a.shape, a.grad_req, a._differentiable, type(a.init)) == (
-                b.shape, b.grad_req, b._differentiable, type(b.init))
-
-
-def test_xavier_initialize_keeps_gamma_one_beta_zero_and_moving_var_one():
-    layer = FastBatchNorm(3, num_dims=4)
-    layer.initialize(init.Xavier())
-    for param, value in ((layer.gamma, 1), (layer.beta, 0),
-                         (layer.moving_mean, 0), (layer.moving_var, 1)):
-        np.testing.assert_array_equal(param.data().asnumpy(), np.full((1, 3, 1, 1), value))
-
-
-def test_moving_stats_update_on_every_training_step_with_momentum_on_the_old_value():
-    layer = FastBatchNorm(3, num_dims=4)
-    layer.initialize()
-    mean, var = np.zeros(3), np.ones(3)
-    for step in range(3):
-        X = random_input((4, 3, 2, 2), seed=step)
-        with autograd.record():
-            layer(X)
-        x = X.asnumpy()
-        mean = MOMENTUM * mean + (1 - MOMENTUM) * x.mean(axis=(0, 2, 3))
-        var = MOMENTUM * var + (1 - MOMENTUM) * x.var(axis=(0, 2, 3))   # biased (ddof=0)
-        np.testing.assert_allclose(flat(layer.moving_mean.data()), mean, rtol=1e-5)
-        np.testing.assert_allclose(flat(layer.moving_var.data()), var, rtol=1e-5)
-    layer(random_input((4, 3, 2, 2), seed=9))   # prediction changes nothing
-    np.testing.assert_allclose(flat(layer.moving_mean.data()), mean, rtol=1e-5)
-
-
-def test_only_the_device_copy_that_saw_the_batch_updates_its_moving_stats():
-    devices = [mx.cpu(0), mx.cpu(1)]   # two CPU contexts stand in for two GPUs
-    layer = FastBatchNorm(3, num_dims=4)
-    layer.initialize(ctx=devices)
-    X = random_input((4, 3, 2, 2)).as_in_context(devices[1])
-    X.attach_grad()
-    with autograd.record():
-        Y = layer(X)
-    Y.backward()
-    assert Y.context == X.grad.context == devices[1]
-    assert np.abs(layer.moving_mean.data(devices[1]).asnumpy()).max() > 0.1
-    np.testing.assert_array_equal(layer.moving_mean.data(devices[0]).asnumpy(), 0)
-    np.testing.assert_array_equal(layer.moving_var.data(devices[0]).asnumpy(), 1)
-
-
-def tiny_net(layer):
-    net = nn.Sequential()
-    net.add(nn.Dense(8), layer, nn.Dense(3))
-    net.initialize(init.Xavier())
-    return net
 
 
 @pytest.mark.usefixtures('fail_instead_of_hanging')
@@ -286,27 +175,6 @@ def test_float16_on_cpu_uses_batch_norm_since_dot_has_no_float16_cpu_kernel():
         reference = batch_norm(X, *params, eps=EPS, momentum=MOMENTUM)
     for a, b in zip(ours, reference):
         np.testing.assert_array_equal(a.asnumpy(), b.asnumpy())
-
-
-@pytest.mark.parametrize('X, num_features, num_dims', [
-    (nd.ones((2, 3, 4)), 3, 4),                    # 3-D input: suggests reshaping to 4-D
-    (nd.ones((2, 3, 4, 4)), 6, 4),                 # channel count differs from num_features
-    (nd.ones((4, 2), dtype='int32'), 2, 2),        # integer input: names the fix
-])
-def test_input_errors_are_batchnorms_errors(X, num_features, num_dims):
-    messages = []
-    for cls in (FastBatchNorm, BatchNorm):
-        layer = cls(num_features, num_dims)
-        layer.initialize()
-        with pytest.raises(ValueError) as error:
-            layer(X)
-        messages.append(str(error.value))
-    assert messages[0] == messages[1]
-
-
-def test_num_dims_other_than_two_or_four_is_rejected():
-    with pytest.raises(ValueError, match='num_dims must be 2.*or 4'):
-        FastBatchNorm(6, num_dims=3)
 
 
 @pytest.mark.usefixtures('fail_instead_of_hanging')

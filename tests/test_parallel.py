@@ -1,30 +1,22 @@
-"""Batch norm across devices: several CPU contexts stand in for GPUs (MXNet gives each mx.cpu(k)
-its own parameter copies and its own engine worker, as it does for each GPU)."""
+"""Data parallelism and batch norm across devices (d2l_utils.data_parallel,
+cross_device_batch_norm, probes' device statistics): several CPU contexts stand in for GPUs (MXNet
+gives each mx.cpu(k) its own parameter copies and its own engine worker, as it does for each GPU).
+What MXNet itself does with several devices: tests/test_framework_facts.py."""
 import numpy as np
 import pytest
 import mxnet as mx
 from mxnet import autograd, gluon, init, nd
 from mxnet.gluon import nn
 
-from d2l_utils.data import load_data_fashion_mnist
-from d2l_utils.layers import BatchNorm
-from d2l_utils.models import lenet
-from d2l_utils.parallel import (CrossDeviceBatchNorm, as_ctx_list, device_copy_spread,
-                                forward_parts, running_stats_by_device, split_batch)
-from d2l_utils.training import set_seed, train
+from d2l_utils import (BatchNorm, CrossDeviceBatchNorm, as_ctx_list, device_copy_spread,
+                       forward_parts, lenet, load_data_fashion_mnist, needs_all_parts,
+                       running_stats_by_device, set_seed, split_batch, train)
+from helpers import halves_that_differ
 
 TWO = [mx.cpu(0), mx.cpu(1)]
 SHAPES = {'dense': (10, 5), 'conv': (10, 3, 4, 4)}
 # float32 agreement with nn.BatchNorm on the whole batch: measured max abs difference <= 7e-6
 ATOL = 5e-5
-
-
-def halves_that_differ(shape, seed=0):
-    """A batch whose first half has mean 0 and scale 1, second half mean 3 and scale 2."""
-    rng = np.random.RandomState(seed)
-    x = rng.randn(*shape)
-    x[shape[0] // 2:] = 3 + 2 * x[shape[0] // 2:]
-    return x
 
 
 def whole_batch_reference(x, gamma, beta, head):
@@ -83,23 +75,6 @@ def test_cross_device_batch_norm_is_batch_norm_over_the_whole_batch(kind, num_de
         np.testing.assert_array_equal(stats['mean'][k], stats['mean'][0])   # identical copies
 
 
-def test_nn_batch_norm_normalizes_each_device_part_with_its_own_statistics():
-    x = halves_that_differ((8, 3))
-    bn = nn.BatchNorm(in_channels=3)
-    bn.initialize(ctx=TWO)
-    Xs = gluon.utils.split_and_load(nd.array(x), TWO)
-    with autograd.record():
-        Ys = [bn(X) for X in Xs]
-        losses = [(Y ** 2).sum() for Y in Ys]
-    autograd.backward(losses)   # MXNet's CPU BatchNorm updates running stats in backward
-    stats = running_stats_by_device(bn)[bn.prefix.rstrip('_')]
-    for k, (Y, half) in enumerate(zip(Ys, (x[:4], x[4:]))):
-        np.testing.assert_allclose(Y.asnumpy().mean(axis=0), 0, atol=1e-5)   # normalized alone
-        np.testing.assert_allclose(stats['mean'][k], 0.1 * half.mean(axis=0), rtol=1e-5)
-        np.testing.assert_allclose(stats['var'][k], 0.9 + 0.1 * half.var(axis=0), rtol=1e-5)
-    assert np.abs(stats['mean'][1] - stats['mean'][0]).max() > 0.2   # halves' means ~0 vs ~3
-
-
 def test_scratch_batch_norm_keeps_one_copy_of_its_moving_statistics_per_device():
     x = halves_that_differ((8, 3))
     bn = BatchNorm(3, num_dims=2)
@@ -111,24 +86,6 @@ def test_scratch_batch_norm_keeps_one_copy_of_its_moving_statistics_per_device()
     np.testing.assert_allclose(stats['mean'], 0.1 * np.stack([x[:4].mean(0), x[4:].mean(0)]),
                                rtol=1e-5)
     assert device_copy_spread(bn)[bn.prefix.rstrip('_')]['mean_gap'] > 0.1
-
-
-def test_save_parameters_writes_the_average_of_the_device_copies(tmp_path):
-    # Gluon's Parameter._reduce averages the copies when saving; loading on one device gives
-    # that average, which is neither device's copy.
-    x = halves_that_differ((8, 3))
-    bn = nn.BatchNorm(in_channels=3)
-    bn.initialize(ctx=TWO)
-    with autograd.record():
-        losses = [(bn(X) ** 2).sum() for X in gluon.utils.split_and_load(nd.array(x), TWO)]
-    autograd.backward(losses)
-    copies = [bn.running_mean.data(c).asnumpy() for c in TWO]
-    bn.save_parameters(str(tmp_path / 'bn.params'))
-    loaded = nn.BatchNorm(in_channels=3)
-    loaded.load_parameters(str(tmp_path / 'bn.params'), ctx=mx.cpu())
-    np.testing.assert_allclose(loaded.running_mean.data().asnumpy(), np.mean(copies, axis=0),
-                               rtol=1e-6)
-    assert not np.allclose(loaded.running_mean.data().asnumpy(), copies[0])
 
 
 def test_prediction_mode_uses_each_devices_moving_statistics_like_batch_norm():
@@ -264,3 +221,31 @@ def test_split_batch_needs_an_example_per_device():
     assert [X.shape[0] for X in Xs] == [3, 2] and [y.context for y in ys] == TWO
     with pytest.raises(ValueError, match='batch of 1 example\\(s\\) cannot be split across 2'):
         split_batch(nd.ones((1, 2)), nd.ones((1,)), TWO)
+
+
+def test_split_batch_for_prediction_uses_the_first_devices_for_a_small_batch():
+    three = [mx.cpu(k) for k in range(3)]
+    Xs, ys = split_batch(nd.ones((2, 2)), nd.arange(2), three, 'evaluate_accuracy',
+                         training=False)
+    assert [X.context for X in Xs] == three[:2] and [X.shape[0] for X in Xs] == [1, 1]
+    with pytest.raises(ValueError, match='evaluate_accuracy: a batch of 2'):
+        split_batch(nd.ones((2, 2)), nd.arange(2), three, 'evaluate_accuracy')
+
+
+def test_train_refuses_before_the_first_epoch_a_last_batch_smaller_than_the_devices():
+    train_iter, test_iter = load_data_fashion_mnist(256, train_subset=257, test_subset=256,
+                                                    seed=0)   # the last batch has 1 example
+    net = lenet()
+    net.initialize(ctx=TWO)
+    trainer = gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': 0.1})
+    with pytest.raises(ValueError, match='smallest batch has 1.*across 2 devices'):
+        train(net, train_iter, test_iter, trainer, TWO, progress=False, verbose=False)
+
+
+def test_needs_all_parts_finds_a_cross_device_layer_at_any_depth():
+    inner = nn.Sequential()
+    inner.add(nn.Dense(4), CrossDeviceBatchNorm(4, num_dims=2))
+    outer = nn.Sequential()
+    outer.add(inner, nn.Dense(3))
+    assert needs_all_parts(outer) and needs_all_parts(inner)
+    assert not needs_all_parts(lenet(bn='scratch'))

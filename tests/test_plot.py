@@ -7,21 +7,16 @@ import pytest   # noqa: E402
 from matplotlib import pyplot as plt   # noqa: E402
 from mxnet import nd   # noqa: E402
 
-from d2l_utils import plot   # noqa: E402
+from d2l_utils import History, plot   # noqa: E402
 
 
-class FakeHistory:
-    """Duck-typed like train.History: ``.name`` and ``.epochs`` (list of per-epoch dicts)."""
-
-    def __init__(self, name, losses, train_accs, test_accs):
-        self.name = name
-        self.epochs = [
-            {'epoch': i + 1, 'train_loss': loss, 'train_acc': tr, 'test_acc': te,
-             'seconds': 2.0 + i, 'examples_per_sec': 1000.0 * (i + 1)}
-            for i, (loss, tr, te) in enumerate(zip(losses, train_accs, test_accs))]
-
-    def column(self, key):
-        return [row[key] for row in self.epochs]
+def made_up(name, losses, train_accs, test_accs):
+    """A real ``History`` (as ``train`` returns it) with the given per-epoch values."""
+    run = History(name)
+    for i, (loss, tr, te) in enumerate(zip(losses, train_accs, test_accs)):
+        run.epochs.append({'epoch': i + 1, 'train_loss': loss, 'train_acc': tr, 'test_acc': te,
+                           'seconds': 2.0 + i, 'examples_per_sec': 1000.0 * (i + 1)})
+    return run
 
 
 @pytest.fixture(autouse=True)
@@ -35,7 +30,7 @@ def lines_by_label(ax):
 
 
 def test_plot_history_draws_each_metric_of_one_run_with_labels():
-    history = FakeHistory('BN from scratch', [1.2, 0.6, 0.4], [0.55, 0.78, 0.84],
+    history = made_up('BN from scratch', [1.2, 0.6, 0.4], [0.55, 0.78, 0.84],
                           [0.60, 0.80, 0.83])
     loss_ax, acc_ax = plot.plot_history(history)
 
@@ -51,16 +46,16 @@ def test_plot_history_draws_each_metric_of_one_run_with_labels():
         assert ax.get_legend() is not None
     assert loss_ax.get_ylabel() == 'loss (mean per example)'
     assert acc_ax.get_ylabel() == 'accuracy (fraction correct)'
-    assert loss_ax.figure._suptitle.get_text() == 'Training curves: BN from scratch'
+    assert loss_ax.figure.get_suptitle() == 'Training curves: BN from scratch'
 
 
 def test_plot_history_puts_several_runs_on_one_figure_with_run_names():
-    runs = {'no BN': FakeHistory('', [2.3, 1.9], [0.10, 0.30], [0.10, 0.35]),
-            'Gluon BN': FakeHistory('', [1.0, 0.5], [0.60, 0.80], [0.65, 0.82])}
+    runs = {'no BN': made_up('', [2.3, 1.9], [0.10, 0.30], [0.10, 0.35]),
+            'Gluon BN': made_up('', [1.0, 0.5], [0.60, 0.80], [0.65, 0.82])}
     axes = plot.plot_history(runs, metrics=('train_loss', 'test_acc'), title='BN vs none')
 
     assert len(axes) == 2 and axes[0].figure is axes[1].figure
-    assert axes[0].figure._suptitle.get_text() == 'BN vs none'
+    assert axes[0].figure.get_suptitle() == 'BN vs none'
     legend = [t.get_text() for t in axes[1].get_legend().get_texts()]
     assert legend == ['no BN: test acc', 'Gluon BN: test acc']
     lines = lines_by_label(axes[1])
@@ -72,13 +67,13 @@ def test_plot_history_puts_several_runs_on_one_figure_with_run_names():
 
 
 def test_plot_history_takes_a_list_and_names_runs_by_their_name():
-    runs = [FakeHistory('lr 0.1', [1.0], [0.5], [0.5]), FakeHistory('lr 1.0', [0.8], [0.6], [0.6])]
+    runs = [made_up('lr 0.1', [1.0], [0.5], [0.5]), made_up('lr 1.0', [0.8], [0.6], [0.6])]
     [acc_ax] = plot.plot_history(runs, metrics=('test_acc',))
     assert sorted(lines_by_label(acc_ax)) == ['lr 0.1: test acc', 'lr 1.0: test acc']
 
 
 def test_plot_history_gives_timing_its_own_panel_with_units():
-    axes = plot.plot_history(FakeHistory('a', [1.0, 0.5], [0.5, 0.7], [0.5, 0.7]),
+    axes = plot.plot_history(made_up('a', [1.0, 0.5], [0.5, 0.7], [0.5, 0.7]),
                              metrics=('test_acc', 'seconds', 'examples_per_sec'))
     assert [ax.get_ylabel() for ax in axes] == ['accuracy (fraction correct)',
                                                 'time per epoch (s)',
@@ -87,12 +82,12 @@ def test_plot_history_gives_timing_its_own_panel_with_units():
 
 def test_plot_history_names_a_missing_metric_and_the_available_ones():
     with pytest.raises(KeyError, match="no 'val_acc' in epoch 1; its metrics are"):
-        plot.plot_history(FakeHistory('a', [1.0], [0.5], [0.5]), metrics=('val_acc',))
+        plot.plot_history(made_up('a', [1.0], [0.5], [0.5]), metrics=('val_acc',))
 
 
 def test_plot_history_rejects_a_run_without_epochs():
     with pytest.raises(ValueError, match="run 'empty' has no epochs yet"):
-        plot.plot_history(FakeHistory('empty', [], [], []))
+        plot.plot_history(made_up('empty', [], [], []))
 
 
 @pytest.mark.parametrize('shape', [(5, 28, 28), (5, 1, 28, 28), (5, 28, 28, 1), (5, 20, 12)])

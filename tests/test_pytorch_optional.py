@@ -44,13 +44,15 @@ def test_the_appendix_first_code_cell_stops_with_the_install_message_without_tor
 
 
 def test_installing_the_torch_requirements_would_not_change_numpy_or_mxnet():
-    """pip's own resolver, in this environment, without installing (--dry-run --report)."""
+    """pip's own resolver, without installing (--dry-run --report), as in a fresh environment
+    (--ignore-installed: with torch already installed, pip would list nothing and prove nothing)."""
     out = subprocess.run([sys.executable, '-m', 'pip', 'install', '--dry-run', '--quiet',
-                          '--report', '-', '-r', str(ROOT / 'requirements-torch.txt')],
+                          '--ignore-installed', '--report', '-',
+                          '-r', str(ROOT / 'requirements-torch.txt')],
                          capture_output=True, text=True)
     if out.returncode != 0 and 'ResolutionImpossible' not in out.stderr:
         pytest.skip('pip could not look up the packages (offline?): %s' % out.stderr[-300:])
     assert out.returncode == 0, out.stderr[-2000:]
-    names = [item['metadata']['name'].lower() for item in json.loads(out.stdout)['install']]
-    assert set(names) <= {'torch', 'filelock', 'typing-extensions', 'sympy', 'mpmath', 'networkx',
-                          'jinja2', 'markupsafe', 'fsspec', 'setuptools'}, names
+    names = {item['metadata']['name'].lower() for item in json.loads(out.stdout)['install']}
+    assert 'torch' in names, names
+    assert not {'numpy', 'mxnet', 'mxnet-cu117'} & names, names

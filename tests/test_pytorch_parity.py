@@ -219,16 +219,6 @@ def test_mxnet_nn_batchnorm_updates_in_backward_the_others_in_forward(images):
             np.testing.assert_allclose(after_forward, expected, rtol=1e-5, atol=1e-6, err_msg=name)
 
 
-def test_torch_momentum_is_one_minus_mxnet_momentum(images):
-    X = features(images, '2-D')[0]
-    mx_layer = mx_nn.BatchNorm(in_channels=20, momentum=0.8)
-    mxnet_mean = one_step_running_mean(mx_layer, X, backward=True)
-    converted = one_step_running_mean(torch.nn.BatchNorm1d(20, momentum=0.2), X, backward=True)
-    copied = one_step_running_mean(torch.nn.BatchNorm1d(20, momentum=0.8), X, backward=True)
-    np.testing.assert_allclose(converted, mxnet_mean, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(copied, 4 * mxnet_mean, rtol=1e-5, atol=1e-6)   # 0.8 vs 0.2 new
-
-
 def test_scratch_mode_follows_the_module_flag_not_grad_mode(images):
     X = torch.from_numpy(features(images, '4-D')[0])
     layer = d2t.BatchNorm(4, 4)

@@ -71,7 +71,7 @@ def test_report_lists_gpus_from_mxnet_and_nvidia_smi(tmp_path, monkeypatch):
                                  'mxnet_generic_kernel ErrStr:no kernel image is available '
                                  'for execution on the device')
 
-    monkeypatch.setattr(device, '_run_test_kernel', no_kernel_image)
+    monkeypatch.setattr(device, 'run_test_kernel', no_kernel_image)
     monkeypatch.setattr(files, 'candidate_dirs', lambda root=None: [])   # skip data hashing
     report = environment_report()
     assert 'nvidia-smi GPU 0  NVIDIA H100 80GB HBM3, compute capability 9.0' in report

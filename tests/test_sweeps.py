@@ -10,11 +10,12 @@ import pytest   # noqa: E402
 from matplotlib import pyplot as plt   # noqa: E402
 from mxnet.gluon import nn   # noqa: E402
 
-from d2l_utils.data import load_data_fashion_mnist   # noqa: E402
-from d2l_utils.models import lenet   # noqa: E402
-from d2l_utils.sweeps import (CHANCE_LOSS, Result, Runner, count_parameters, fit,   # noqa: E402
-                              lr_range, plot_lr_sweep, sweep_table)
-from d2l_utils.training import History   # noqa: E402
+from mxnet import init   # noqa: E402
+
+from d2l_utils import (History, Result, Runner, count_parameters, fit,  # noqa: E402
+                       lenet, load_data_fashion_mnist, lr_range, plot_lr_sweep, set_seed,
+                       sweep_table)
+from d2l_utils.sweeps import CHANCE_ACC, UNIFORM_GUESS_ACC   # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -109,7 +110,46 @@ def test_status_tells_blown_up_from_chance_from_training():
     assert made_up('b', 1, [0.1, 0.1], [2.31, 2.30]).status() == 'chance'
     assert made_up('c', 1, [0.1, 0.1], [40.0, 30.0]).status() == 'blew up'
     assert made_up('d', 1, [], [], diverged_epoch=1).status() == 'NaN'
-    assert 1.1 * CHANCE_LOSS < 2.6
+
+
+def test_one_chance_threshold_decides_the_status_the_table_and_the_plot_line():
+    below, above = CHANCE_ACC - 0.01, CHANCE_ACC + 0.01
+    assert UNIFORM_GUESS_ACC < below   # the uniform guess itself is below the threshold
+    sweep = {1.0: made_up('x', 1.0, [below], [2.0]), 3.0: made_up('x', 3.0, [above], [2.0])}
+    assert [r.status() for r in sweep.values()] == ['chance', 'trains']
+    table = sweep_table({'x': sweep}).splitlines()
+    assert '(chance)' in table[1] and '(trains)' in table[2]
+    ax_acc, _ = plot_lr_sweep({'x': sweep})
+    guess = [line for line in ax_acc.get_lines() if line.get_label().startswith('uniform guess')]
+    assert len(guess) == 1 and list(guess[0].get_ydata()) == [UNIFORM_GUESS_ACC] * 2
+
+
+class PoisonedFromEpoch:
+    """The batches of an ArrayDataIter, every input value scaled by 1e38 from epoch ``bad`` on
+    (a ReLU LeNet's loss then overflows to NaN in the first such batch)."""
+
+    def __init__(self, data_iter, bad):
+        self.data_iter, self.bad, self.epoch = data_iter, bad, 0
+        self.batch_size, self.num_examples = data_iter.batch_size, data_iter.num_examples
+
+    def __len__(self):
+        return len(self.data_iter)
+
+    def __iter__(self):
+        self.epoch += 1
+        for X, y in self.data_iter:
+            yield (X * 1e38 if self.epoch >= self.bad else X), y
+
+
+def test_a_run_that_diverges_in_a_later_epoch_keeps_the_earlier_ones_and_names_that_epoch(
+        load_small):
+    train_iter, test_iter = load_small()
+    set_seed(0)
+    net = lenet(activation='relu')
+    net.initialize(init.Xavier())
+    result = fit(net, PoisonedFromEpoch(train_iter, bad=2), test_iter, 0.5, 3, name='late')
+    assert result.diverged_epoch == 2 and result.history.column('epoch') == [1]
+    assert 'at epoch 2, batch 1 of 8' in result.error   # train() counted from epoch 2
 
 
 def test_lr_range_table_and_plot_summarize_a_sweep():

@@ -1,21 +1,27 @@
 """Measuring tools for the exercises beyond the book: what each layer sees, what flows back,
-how noisy a mini-batch's statistics are, and a float64 gradient check.
+how noisy a mini-batch's statistics are, and how far the devices' copies of BN statistics drift.
 
-- ``restoring_state(net)``: a ``with`` block after which the net's non-learned Parameters (the
-  moving/running statistics of its BN layers) are as before, so measuring changes nothing;
 - ``record_layers(net, X, select)``: the input and output of chosen blocks in one forward pass
   (e.g. every ``nn.Activation``: the pre-activations and activations);
+- ``saturated_fraction(activations)``: how many sigmoid outputs sit where the slope is tiny;
 - ``weight_gradient_norms(net, X, y)``: the gradient norm of each Conv2D/Dense weight on a batch;
 - ``batch_statistics_spread(features, batch_sizes)``: how far a batch's per-channel mean and
   variance fall from the whole data's, for each batch size;
-- ``numerical_gradient(f, x)`` and ``relative_error(a, b)``: the float64 oracle for a backward pass.
+- ``running_stats_by_device(net)``, ``device_copy_spread(net)``: every BN layer's running
+  statistics on each device, and how far apart the copies are (data parallelism, notebook 8).
+
+Every measurement leaves the net as it found it (``d2l_utils.restoring_state``).
 """
 from collections import namedtuple
-from contextlib import contextmanager
 
 import numpy as np
 from mxnet import autograd, gluon, nd
 from mxnet.gluon import nn
+
+from .training import restoring_state
+
+__all__ = ['LayerRecord', 'batch_statistics_spread', 'device_copy_spread', 'record_layers',
+           'running_stats_by_device', 'saturated_fraction', 'weight_gradient_norms']
 
 LayerRecord = namedtuple('LayerRecord', 'name kind input output')
 LayerRecord.__doc__ = """One block's input and output in a forward pass, as numpy arrays.
@@ -23,26 +29,6 @@ LayerRecord.__doc__ = """One block's input and output in a forward pass, as nump
 name: the block's name (e.g. 'sigmoid0'); kind: its class name (e.g. 'Activation');
 input: the block's first input; output: its output (same shape for Activation and BN layers).
 """
-
-
-@contextmanager
-def restoring_state(net):
-    """Inside the ``with`` block anything goes; on exit every Parameter of ``net`` that is not
-    learned (grad_req 'null': BN moving/running statistics) gets back its value from the entry.
-
-    A training-mode forward of the scratch ``BatchNorm`` (or a backward of ``nn.BatchNorm``)
-    updates those statistics; measurements wrapped in this block leave the net as they found
-    it. The learned Parameters' gradient buffers are not restored (the next backward overwrites
-    them anyway).
-    """
-    saved = [(p, [d.copy() for d in p.list_data()])
-             for p in net.collect_params().values() if p.grad_req == 'null']
-    try:
-        yield net
-    finally:
-        for param, copies in saved:
-            for data, copy in zip(param.list_data(), copies):
-                data[:] = copy
 
 
 def _is_activation(block):
@@ -171,34 +157,42 @@ def batch_statistics_spread(features, batch_sizes, num_batches=200, seed=0, eps=
     return rows
 
 
-def numerical_gradient(f, x, h=1e-6):
-    """Central differences (f(x + h) - f(x - h)) / 2h of the scalar f() w.r.t. each entry of x.
+def _is_running_stat(name, param):
+    return param.grad_req == 'null' and name.endswith(('running_mean', 'running_var',
+                                                       'moving_mean', 'moving_var'))
 
-    x: a float64 NDArray that f reads; it is changed in place one entry at a time and restored.
-    Returns a numpy array of x's shape. In float64 the error is ~1e-9 relative for h=1e-6.
+
+def running_stats_by_device(net):
+    """Every BN layer's running statistics, one copy per device.
+
+    Finds the non-learned Parameters named ...running_mean/...running_var (nn.BatchNorm,
+    gluon.contrib.nn.SyncBatchNorm) or ...moving_mean/...moving_var (the scratch blocks).
+    Returns {layer prefix: {'ctx': [devices], 'mean': numpy (num_devices, C),
+    'var': numpy (num_devices, C)}}, in the order of the net's layers.
     """
-    if x.dtype != np.float64:
-        raise TypeError('numerical_gradient needs a float64 NDArray (float32 rounding swamps the '
-                        'differences); got %s. Use x.astype(\'float64\').' % np.dtype(x.dtype).name)
-    grad = np.zeros(x.shape)
-    values = x.asnumpy()
-    for index in np.ndindex(*x.shape):
-        original = values[index]
-        values[index] = original + h
-        x[:] = values
-        plus = f()
-        values[index] = original - h
-        x[:] = values
-        minus = f()
-        values[index] = original
-        x[:] = values
-        grad[index] = (plus - minus) / (2 * h)
-    return grad
+    layers = {}
+    for name, param in net.collect_params().items():
+        if not _is_running_stat(name, param):
+            continue
+        prefix, kind = name.rsplit('_', 2)[0], name.rsplit('_', 1)[1]   # kind: 'mean' or 'var'
+        layer = layers.setdefault(prefix, {'ctx': param.list_ctx()})
+        layer[kind] = np.stack([d.asnumpy().reshape(-1) for d in param.list_data()])
+    return layers
 
 
-def relative_error(a, b):
-    """max |a - b| / (max |a| + max |b|): 0 for equal arrays, ~1 for unrelated ones."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if a.shape != b.shape:
-        raise ValueError('relative_error: shapes differ, %s and %s' % (a.shape, b.shape))
-    return float(np.abs(a - b).max() / max(np.abs(a).max() + np.abs(b).max(), 1e-300))
+def device_copy_spread(net, eps=1e-5):
+    """How far apart the devices' copies of each BN layer's running statistics are.
+
+    For each layer: 'mean_gap' is the largest |mean_k - mean_0| over channels and devices k,
+    in units of device 0's running standard deviation sqrt(var_0 + eps) (0.5 means some
+    channel's copies are half a standard deviation apart); 'var_gap' is the largest
+    |var_k / var_0 - 1|. Both are 0 with one device or synchronized statistics.
+    Returns {layer prefix: {'mean_gap': float, 'var_gap': float}}.
+    """
+    spread = {}
+    for prefix, stats in running_stats_by_device(net).items():
+        mean, var = stats['mean'], stats['var']
+        spread[prefix] = {
+            'mean_gap': float(np.max(np.abs(mean - mean[0]) / np.sqrt(var[0] + eps))),
+            'var_gap': float(np.max(np.abs(var / var[0] - 1)))}
+    return spread

@@ -8,6 +8,8 @@ This module must not import mxnet (that import is what fails).
 import sys
 from importlib import metadata
 
+__all__ = ['MAX_NUMPY', 'SUPPORTED_PYTHON', 'UnsupportedEnvironmentError', 'check_environment']
+
 SUPPORTED_PYTHON = (3, 11)     # newest Python with an mxnet==1.9.1 wheel on PyPI
 MAX_NUMPY = (1, 24)            # exclusive: numpy 1.24 removed np.bool
 

@@ -1,18 +1,12 @@
-"""The measuring tools of d2l_utils.experiments on real Fashion-MNIST batches and real LeNets,
-against numpy oracles (sigmoid, softmax cross-entropy's gradient, brute-force batch statistics,
-analytic derivatives)."""
+"""The measuring tools of d2l_utils.probes on real Fashion-MNIST batches and real LeNets, against
+numpy oracles (sigmoid, softmax cross-entropy's gradient, brute-force batch statistics)."""
 import numpy as np
 import pytest
-from mxnet import autograd, gluon, init, nd
 from mxnet.gluon import nn
 
-from d2l_utils.data import load_data_fashion_mnist
-from d2l_utils.experiments import (batch_statistics_spread, numerical_gradient, record_layers,
-                                   relative_error, restoring_state, saturated_fraction,
-                                   weight_gradient_norms)
-from d2l_utils.layers import BatchNorm
-from d2l_utils.models import lenet
-from d2l_utils.training import set_seed
+from d2l_utils import (BatchNorm, batch_statistics_spread, load_data_fashion_mnist, record_layers,
+                       saturated_fraction, weight_gradient_norms)
+from helpers import fresh_lenet, moving_statistics
 
 LENET_ACTIVATION_SHAPES = [(64, 6, 24, 24), (64, 16, 8, 8), (64, 120), (64, 84)]
 
@@ -23,19 +17,6 @@ def batch(fashion_mnist_dir):
     train_iter, _ = load_data_fashion_mnist(64, root=fashion_mnist_dir, train_subset=256,
                                             test_subset=64, seed=0)
     return next(iter(train_iter))
-
-
-def fresh_lenet(bn, X):
-    set_seed(0)
-    net = lenet(bn=bn)
-    net.initialize(init.Xavier())
-    net(X)   # finishes deferred initialization
-    return net
-
-
-def moving_statistics(net):
-    return [p.data().asnumpy().copy() for p in net.collect_params().values()
-            if p.grad_req == 'null']
 
 
 def sigmoid(z):
@@ -76,23 +57,6 @@ def test_measurements_leave_the_moving_statistics_unchanged(bn, batch):
     weight_gradient_norms(net, X, y)
     for a, b in zip(before, moving_statistics(net)):
         np.testing.assert_array_equal(a, b)
-
-
-def test_restoring_state_restores_statistics_but_keeps_learned_weights(batch):
-    X, y = batch
-    net = fresh_lenet('scratch', X)
-    before, weight = moving_statistics(net), net[0].weight.data().asnumpy().copy()
-    trainer = gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': 0.5})
-    with restoring_state(net):
-        with autograd.record():
-            loss = gluon.loss.SoftmaxCrossEntropyLoss()(net(X), y)
-        loss.backward()
-        trainer.step(X.shape[0])
-        changed = moving_statistics(net)
-    assert any(np.abs(a - b).max() > 1e-4 for a, b in zip(before, changed))
-    for a, b in zip(before, moving_statistics(net)):
-        np.testing.assert_array_equal(a, b)
-    assert np.abs(net[0].weight.data().asnumpy() - weight).max() > 0
 
 
 def test_record_layers_says_why_when_nothing_is_recorded(batch):
@@ -175,17 +139,3 @@ def test_batch_statistics_spread_rejects_impossible_batch_sizes_and_shapes():
         batch_statistics_spread(np.zeros((10, 3, 4)), [4])
 
 
-def test_numerical_gradient_matches_the_analytic_derivative_in_float64():
-    x = nd.array(np.random.RandomState(0).randn(3, 4), dtype='float64')
-    grad = numerical_gradient(lambda: (x ** 3).sum().asscalar(), x)
-    assert relative_error(grad, 3 * x.asnumpy() ** 2) < 1e-8
-    with pytest.raises(TypeError, match='float64'):
-        numerical_gradient(lambda: 0.0, x.astype('float32'))
-
-
-def test_relative_error_is_zero_for_equal_arrays_and_refuses_different_shapes():
-    a = np.arange(6.0).reshape(2, 3)
-    assert relative_error(a, a) == 0
-    assert relative_error(a, -a) == pytest.approx(1.0)
-    with pytest.raises(ValueError, match='shapes differ'):
-        relative_error(a, a.T)

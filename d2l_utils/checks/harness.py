@@ -1,0 +1,287 @@
+"""What the properties run on: fixed-seed inputs, adapters that run functions and layers alike,
+and the helpers their messages use.
+
+A property gets a ``Subject`` (the learner's function or layer class, and the reference it is
+compared with), builds instances with ``subject.fresh(case)`` for each ``Case`` of ``cases()``
+and runs them with ``subject.run(instance, case, mode)`` in one of the ``MODES``. It raises
+``Failure`` with the message a learner reads when the property does not hold.
+"""
+import contextlib
+
+import numpy as np
+import mxnet as mx
+from mxnet import autograd, gluon, nd
+
+from ..layers import BatchNorm, batch_norm, param_shape
+
+__all__ = ['BlockInstance', 'Case', 'EPS', 'Failure', 'FunctionInstance', 'MODES', 'MOMENTUM',
+           'RECORDING_MODES', 'SECOND_DEVICE', 'SHAPES', 'Subject', 'cases', 'close', 'describe',
+           'exception_cause', 'fmt', 'run', 'stat_axes', 'worst']
+
+EPS, MOMENTUM = 1e-5, 0.9
+SHAPES = ((8, 5), (4, 3, 5, 5))
+SECOND_DEVICE = mx.cpu(1)   # stands in for "another device than the default": any machine has it
+
+
+class Failure(Exception):
+    """A property does not hold; the message is the detail shown to the learner."""
+
+
+# ----------------------------------------------------------------------------- data
+
+def stat_axes(ndim):
+    """The axes batch norm averages over: 0 for (N, D), (0, 2, 3) for (N, C, H, W)."""
+    return 0 if ndim == 2 else (0, 2, 3)
+
+
+def describe(shape):
+    """'the 2-D input (8, 5)': how messages name an input."""
+    return 'the %d-D input %s' % (len(shape), tuple(shape))
+
+
+class Case:
+    """Fixed-seed float32 inputs for one input shape (numpy arrays, float32 values).
+
+    x (N, D) or (N, C, H, W) has a different mean (-2 to 5) and scale (0.5 to 3) per feature;
+    gamma (0.5 to 1.5), beta, moving_mean, moving_var (0.5 to 1.5) have the parameter shape;
+    head weights Y in the loss (Y * head).sum() so that no gradient is trivially zero.
+    """
+
+    def __init__(self, shape, seed=0, loc=(-2.0, 5.0), scale=(0.5, 3.0)):
+        rng = np.random.RandomState(seed)
+        pshape = param_shape(shape[1], len(shape))
+        f32 = lambda a: np.asarray(a, dtype=np.float32)   # noqa: E731
+        self.shape, self.pshape = tuple(shape), pshape
+        self.x = f32(rng.uniform(*loc, size=pshape) + rng.uniform(*scale, size=pshape)
+                     * rng.randn(*shape))
+        self.gamma = f32(rng.uniform(0.5, 1.5, pshape))
+        self.beta = f32(rng.uniform(-1, 1, pshape))
+        self.moving_mean = f32(rng.randn(*pshape))
+        self.moving_var = f32(rng.uniform(0.5, 1.5, pshape))
+        self.head = f32(rng.randn(*shape))
+
+    def batch_stats(self, x=None):
+        """Per-feature batch mean and biased variance in float64, with the parameter shape."""
+        x = (self.x if x is None else x).astype(np.float64)
+        axes = stat_axes(x.ndim)
+        return x.mean(axis=axes, keepdims=True), x.var(axis=axes, keepdims=True)
+
+
+def cases(seed=0, **kwargs):
+    """One ``Case`` per shape of ``SHAPES`` (a 2-D and a 4-D input), seeds seed, seed + 1."""
+    return [Case(shape, seed + i, **kwargs) for i, shape in enumerate(SHAPES)]
+
+
+# ----------------------------------------------------------------------------- running the subject
+
+# mode name -> the context manager that sets it (None: prediction, no context at all)
+MODES = {
+    'training': autograd.record,
+    'prediction': None,
+    'record(train_mode=False)': lambda: autograd.record(train_mode=False),
+    'train_mode() without recording': autograd.train_mode,
+}
+RECORDING_MODES = ('training', 'record(train_mode=False)')
+
+
+def run(instance, x, mode, head=None, ctx=None):
+    """Run instance on x (numpy) in ``mode``; return Y (numpy), or (Y, dX) when head is given.
+
+    head: weights of the loss (Y * head).sum() to differentiate; only in a mode that records
+    (``RECORDING_MODES``), since a gradient needs the recorded graph.
+    """
+    if head is not None and mode not in RECORDING_MODES:
+        raise ValueError('run: gradients need a mode that records (%s); got %r'
+                         % (', '.join(RECORDING_MODES), mode))
+    ctx = ctx or mx.cpu()
+    X = nd.array(x, ctx=ctx, dtype=x.dtype)
+    if head is not None:
+        X.attach_grad()
+        instance.attach_grad()
+    scope = MODES[mode]
+    with scope() if scope is not None else contextlib.nullcontext():
+        Y = instance.forward(X)
+        if not isinstance(Y, nd.NDArray):
+            raise Failure('expected Y to be an NDArray; got %s. Likely cause: the code returns '
+                          'something other than the normalized input.' % type(Y).__name__)
+        loss = None if head is None else (Y * nd.array(head, ctx=ctx)).sum()
+    if loss is None:
+        return Y.asnumpy()
+    loss.backward()
+    return Y.asnumpy(), X.grad.asnumpy()
+
+
+class FunctionInstance:
+    """A function plus the arrays a layer would hold, so functions and layers run alike.
+
+    Each call passes the current moving statistics and keeps the ones the function returns.
+    """
+
+    def __init__(self, fn, case):
+        self.fn = fn
+        self.gamma, self.beta = nd.array(case.gamma), nd.array(case.beta)
+        self.moving_mean, self.moving_var = nd.array(case.moving_mean), nd.array(case.moving_var)
+
+    def attach_grad(self):
+        self.gamma.attach_grad()
+        self.beta.attach_grad()
+
+    def forward(self, X):
+        out = self.fn(X, self.gamma, self.beta, self.moving_mean, self.moving_var, EPS, MOMENTUM)
+        if not (isinstance(out, (tuple, list)) and len(out) == 3):
+            raise Failure('expected the function to return (Y, moving_mean, moving_var); got %s. '
+                          'Likely cause: a missing or incomplete return statement.'
+                          % (type(out).__name__ if not isinstance(out, (tuple, list))
+                             else 'a %s of %d items' % (type(out).__name__, len(out))))
+        Y, self.moving_mean, self.moving_var = out
+        return Y
+
+    def stats(self):
+        return _numpy(self.moving_mean, 'moving_mean'), _numpy(self.moving_var, 'moving_var')
+
+    def grads(self):
+        return self.gamma.grad.asnumpy(), self.beta.grad.asnumpy()
+
+
+def _numpy(value, name):
+    if not isinstance(value, nd.NDArray):
+        raise Failure('expected %s to be an NDArray; got %s.' % (name, type(value).__name__))
+    return value.asnumpy()
+
+
+class BlockInstance:
+    """A freshly built and initialized layer, its gamma/beta (and moving statistics) set."""
+
+    def __init__(self, cls, case, ctx=None, set_stats=True, set_affine=True):
+        self.ctx = ctx or mx.cpu()
+        holder = gluon.Block(prefix='check_')   # an explicit prefix takes no global counter
+        with holder.name_scope():
+            self.block = cls(case.shape[1], len(case.shape))
+        self.block.initialize(ctx=self.ctx)
+        if set_affine:
+            self.set('gamma', case.gamma)
+            self.set('beta', case.beta)
+        if set_stats:
+            self.set('moving_mean', case.moving_mean)
+            self.set('moving_var', case.moving_var)
+
+    def attr(self, name):
+        if not hasattr(self.block, name):
+            raise Failure("the layer has no attribute %r; expected the book's names gamma, beta, "
+                          "moving_mean, moving_var. Likely cause: a different or misspelt name "
+                          "(the checker reads the statistics through these names)." % name)
+        return getattr(self.block, name)
+
+    def array(self, name):
+        value = self.attr(name)
+        if isinstance(value, gluon.Parameter):
+            return value.data(self.ctx)
+        if isinstance(value, nd.NDArray):
+            return value
+        raise Failure('expected layer.%s to be a Parameter or an NDArray; got %s.'
+                      % (name, type(value).__name__))
+
+    def set(self, name, value):
+        current = self.attr(name)
+        if isinstance(current, gluon.Parameter):
+            current.set_data(nd.array(value))
+        elif isinstance(current, nd.NDArray):
+            setattr(self.block, name, nd.array(value, ctx=current.context))
+        else:
+            raise Failure('expected layer.%s to be a Parameter or an NDArray; got %s.'
+                          % (name, type(current).__name__))
+
+    def attach_grad(self):
+        pass   # Parameters have gradients already
+
+    def attribute_holding(self, value, exclude):
+        """The name of another NDArray attribute of the layer equal to value, or None."""
+        for name, held in vars(self.block).items():
+            if (name != exclude and isinstance(held, nd.NDArray) and held.shape == value.shape
+                    and np.allclose(held.asnumpy(), value, rtol=1e-4, atol=1e-5)):
+                return name
+        return None
+
+    def forward(self, X):
+        return self.block(X)
+
+    def stats(self):
+        return self.array('moving_mean').asnumpy(), self.array('moving_var').asnumpy()
+
+    def grads(self):
+        out = []
+        for name in ('gamma', 'beta'):
+            param = self.attr(name)
+            if not isinstance(param, gluon.Parameter):
+                raise Failure('layer.%s is not a Parameter, so it gets no gradient and the '
+                              'Trainer never updates it. Likely cause: create it with '
+                              'self.params.get(%r, shape=shape).' % (name, name))
+            out.append(param.grad(self.ctx).asnumpy())
+        return tuple(out)
+
+
+class Subject:
+    """What is checked (a function or a layer class) and its reference."""
+
+    def __init__(self, target, is_block):
+        self.target, self.is_block = target, is_block
+        self.where = ''   # the input and mode being run, for messages about exceptions
+
+    def instance(self, case, **kwargs):
+        if self.is_block:
+            return BlockInstance(self.target, case, **kwargs)
+        return FunctionInstance(self.target, case)
+
+    def reference(self, case, **kwargs):
+        if self.is_block:
+            return BlockInstance(BatchNorm, case, **kwargs)
+        return FunctionInstance(batch_norm, case)
+
+    def run(self, instance, case_or_x, mode, head=None, ctx=None):
+        x = case_or_x.x if isinstance(case_or_x, Case) else case_or_x
+        self.where = 'on %s in %s mode' % (describe(x.shape), mode)
+        return run(instance, x, mode, head, ctx)
+
+    def fresh(self, case, **kwargs):
+        self.where = 'building the layer for %s' % describe(case.shape) if self.is_block else ''
+        return self.instance(case, **kwargs)
+
+
+# ----------------------------------------------------------------------------- for messages
+
+def fmt(value):
+    """A number as messages print it (4 significant digits)."""
+    return '%.4g' % value
+
+
+def close(a, b, rtol=1e-4, atol=1e-5):
+    """Same shape and allclose (NaN equal to NaN)."""
+    return a.shape == b.shape and np.allclose(a, b, rtol=rtol, atol=atol, equal_nan=True)
+
+
+def worst(a, b):
+    """Index of the largest difference between two same-shape arrays (NaN counts as largest)."""
+    diff = np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))
+    diff[np.isnan(diff)] = np.inf
+    return np.unravel_index(np.argmax(diff), diff.shape)
+
+
+def exception_cause(exc):
+    """The likely cause of an exception raised by the learner's code, one sentence."""
+    text = str(exc)
+    if 'GPU' in text or 'gpu' in text:
+        return ('arrays are created on a GPU (ctx=mx.gpu()) and this machine has none: create '
+                'the moving statistics as Parameters (self.params.get(..., grad_req=\'null\')) '
+                'so initialize(ctx=...) puts them on the network\'s device.')
+    if 'broadcast' in text or 'Incompatible' in text or 'shape' in text.lower():
+        return ('the shapes do not fit: gamma, beta and the statistics have shape (1, D) for a '
+                '2-D input and (1, C, 1, 1) for a 4-D one (mean(..., keepdims=True)).')
+    if 'computational graph' in text or 'differentiate' in text:
+        return ('Y is not connected to autograd\'s graph: do not leave NDArrays (asnumpy, '
+                'nd.array) or compute Y under autograd.pause().')
+    if 'Inplace' in text or 'inplace' in text:
+        return ('an in-place write (x[:] = ..., +=) to an array the recorded graph uses: '
+                'return new arrays, or write the moving statistics under autograd.pause().')
+    if isinstance(exc, AttributeError):
+        return 'the code uses an attribute the object does not have (a typo?).'
+    return 'an error in the code on this input; the message says where.'
