@@ -31,3 +31,5 @@ from .training import (History, NonFiniteLossError, evaluate_accuracy,  # noqa: 
                        recalibrated_accuracy, set_seed, train, train_ch5)
 
 __version__ = '0.1.0'
+from .folding import fold_batch_norm  # noqa: E402
+from .landscape import NoisyBatchNorm, gradient_direction_probe, train_steps  # noqa: E402
