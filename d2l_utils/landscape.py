@@ -72,8 +72,8 @@ LandscapeProbe = namedtuple('LandscapeProbe',
                             'beta_smoothness')
 LandscapeProbe.__doc__ = """The loss landscape along the gradient at one point, on one batch.
 
-step_sizes: the step sizes eta (array (K,)); start_loss: the mean loss at w; losses: the mean loss at w - eta * g (K,), with
-g the gradient at w; grad_changes: ||grad L(w - eta * g) - g|| (K,) (L2 norm over every learned
+step_sizes: the step sizes eta (array (K,)); start_loss: the mean loss at w; losses: the mean
+loss at w - eta * g (K,), with g the gradient at w; grad_changes: ||grad L(w - eta * g) - g|| (K,) (L2 norm over every learned
 parameter); grad_norm: ||g||; loss_range: max - min of losses (together with the loss at w);
 beta_smoothness: max over eta > 0 of grad_changes / (eta * ||g||), the largest rate at which
 the gradient changes per unit of distance moved: Santurkar et al.'s "effective beta-smoothness".
