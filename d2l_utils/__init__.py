@@ -54,6 +54,9 @@ from .training import (History, NonFiniteLossError, evaluate_accuracy,  # noqa: 
                        first_nonfinite_layer, recalibrated_accuracy, restoring_state, set_seed,
                        train, train_ch5)
 
+from .folding import fold_batch_norm  # noqa: E402
+from .landscape import NoisyBatchNorm, gradient_direction_probe, train_steps  # noqa: E402
+
 __version__ = '0.1.0'   # the one place it is written: pyproject.toml reads it from here
 
 __all__ = [
@@ -81,6 +84,8 @@ __all__ = [
     'LayerRecord', 'batch_statistics_spread', 'device_copy_spread', 'record_layers',
     'running_stats_by_device', 'saturated_fraction', 'weight_gradient_norms',
     'Result', 'Runner', 'fit', 'lr_range', 'sweep_table',
+    # beyond the book: folding BN for prediction, the papers' experiments (notebook 10)
+    'fold_batch_norm', 'NoisyBatchNorm', 'gradient_direction_probe', 'train_steps',
     # the environment
     'UnsupportedEnvironmentError', 'check_environment',
 ]
