@@ -31,5 +31,5 @@ from .training import (History, NonFiniteLossError, evaluate_accuracy,  # noqa: 
                        recalibrated_accuracy, set_seed, train, train_ch5)
 
 __version__ = '0.1.0'
-from .grading import (GradingFailure, check, check_batch_norm_backward, check_lenet, grade,  # noqa: E402,E501
-                      grade_lenet_training, raise_for_failures, score)
+from .grading import (GradingFailure, check, check_batch_norm_backward, check_lenet, expect,  # noqa: E402,E501
+                      grade, grade_lenet_training, raise_for_failures, require_names, score)
