@@ -41,7 +41,8 @@ def batch_norm_backward(dY, X, gamma, eps):
     mean = X.mean(axis=axes, keepdims=True)
     std = nd.sqrt(nd.square(X - mean).mean(axis=axes, keepdims=True) + eps)
     X_hat = (X - mean) / std
-    return gamma * dY / std, (dY * X_hat).sum(axis=axes, keepdims=True), dY.sum(axis=axes, keepdims=True)
+    dgamma, dbeta = (dY * X_hat).sum(axis=axes, keepdims=True), dY.sum(axis=axes, keepdims=True)
+    return gamma * dY / std, dgamma, dbeta
 '''
 
 
@@ -233,7 +234,8 @@ def test_the_blank_release_gets_zero_and_runs_to_the_end(course):
         nb = autograded(course, 'blank', assignment)
         code = [c for c in nb.cells if c.cell_type == 'code']
         assert code[-1].execution_count is not None, assignment   # the last cell ran
-        graded = {nbgrader_meta(c).get('grade_id') for c in nb.cells if nbgrader_meta(c).get('grade')}
+        graded = {nbgrader_meta(c).get('grade_id') for c in nb.cells
+                  if nbgrader_meta(c).get('grade')}
         for grade_id, output in error_outputs(nb).items():
             if grade_id not in graded:
                 continue   # the stub's own cell raises NotImplementedError, once

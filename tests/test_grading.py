@@ -1,4 +1,4 @@
-"""d2l_utils.grading: scores, graded checks and their messages, the backward checker, recalibration."""
+"""d2l_utils.grading: scores, graded checks and their messages; backward checker; recalibration."""
 import numpy as np
 import pytest
 from mxnet import autograd, gluon, init, nd
