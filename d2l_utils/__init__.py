@@ -54,6 +54,8 @@ from .training import (History, NonFiniteLossError, evaluate_accuracy,  # noqa: 
                        first_nonfinite_layer, recalibrated_accuracy, restoring_state, set_seed,
                        train, train_ch5)
 
+from .grading import (GradingFailure, check, check_batch_norm_backward, check_lenet, expect,  # noqa: E402,E501
+                      grade, grade_lenet_training, raise_for_failures, require_names, score)
 from .folding import fold_batch_norm  # noqa: E402
 from .landscape import NoisyBatchNorm, gradient_direction_probe, train_steps  # noqa: E402
 
@@ -86,6 +88,9 @@ __all__ = [
     'Result', 'Runner', 'fit', 'lr_range', 'sweep_table',
     # beyond the book: folding BN for prediction, the papers' experiments (notebook 10)
     'fold_batch_norm', 'NoisyBatchNorm', 'gradient_direction_probe', 'train_steps',
+    # grading a learner's code (the nbgrader course in exercises/)
+    'GradingFailure', 'check', 'check_batch_norm_backward', 'check_lenet', 'expect', 'grade',
+    'grade_lenet_training', 'raise_for_failures', 'require_names', 'score',
     # the environment
     'UnsupportedEnvironmentError', 'check_environment',
 ]

@@ -15,33 +15,48 @@ one), so it gives the same result for every kind of BN layer on every device.
 import numbers
 
 import numpy as np
-from mxnet import autograd, nd
+from mxnet import autograd, gluon, nd
 from mxnet.gluon import nn
 
 from .data_parallel import split_parts
-from .layers import BatchNorm
 
-__all__ = ['PopulationStatistics', 'batch_norm_layers', 'net_devices', 'recalibrate_batch_norm']
+__all__ = ['PopulationStatistics', 'batch_norm_layers', 'net_devices', 'recalibrate_batch_norm',
+           'store_statistic']
 
 
 def batch_norm_layers(net):
     """The BN layers in ``net``, in the order ``net.apply`` visits them.
 
-    Returns a list of (layer, mean Parameter, variance Parameter): the scratch ``BatchNorm``
-    and its subclasses (``FastBatchNorm``, ``CrossDeviceBatchNorm``) hold ``moving_mean``,
-    ``moving_var`` of shape (1, C) or (1, C, 1, 1); ``nn.BatchNorm`` (and layers built on it,
-    such as ``SyncBatchNorm``) holds ``running_mean``, ``running_var`` of shape (C,).
+    Returns a list of (layer, mean, variance), the statistics the layer predicts with:
+    ``nn.BatchNorm`` (and layers built on it, such as ``SyncBatchNorm``) holds ``running_mean``,
+    ``running_var`` of shape (C,); the scratch ``BatchNorm``, its subclasses (``FastBatchNorm``,
+    ``CrossDeviceBatchNorm``) and any other block with the book's ``moving_mean`` and
+    ``moving_var`` (a learner's own layer) hold them as Parameters of shape (1, C) or
+    (1, C, 1, 1), or, as the book's layer does, as plain NDArray attributes.
     """
     found = []
 
     def visit(block):
-        if isinstance(block, BatchNorm):
-            found.append((block, block.moving_mean, block.moving_var))
-        elif isinstance(block, nn.BatchNorm):
+        if isinstance(block, nn.BatchNorm):
             found.append((block, block.running_mean, block.running_var))
+        elif all(isinstance(getattr(block, name, None), (gluon.Parameter, nd.NDArray))
+                 for name in ('moving_mean', 'moving_var')):
+            found.append((block, block.moving_mean, block.moving_var))
 
     net.apply(visit)
     return found
+
+
+def store_statistic(layer, name, value):
+    """Write ``value`` (numpy, C values) into ``layer``'s statistic ``name``, shaped as it is
+    stored: a Parameter gets it on every device; a plain NDArray attribute (the book's layer,
+    which replaces its arrays in every training step) is replaced by a new array."""
+    current = getattr(layer, name)
+    if isinstance(current, gluon.Parameter):
+        current.set_data(nd.array(value.reshape(current.shape), dtype=current.dtype))
+    else:
+        setattr(layer, name, nd.array(value.reshape(current.shape), ctx=current.context,
+                                      dtype=current.dtype))
 
 
 class PopulationStatistics:
@@ -98,8 +113,9 @@ def recalibrate_batch_norm(net, batches, num_batches=100, ctx=None):
     """Set every BN layer's moving mean and variance to its inputs' population statistics.
 
     net: an initialized net containing ``BatchNorm``, ``FastBatchNorm``,
-        ``CrossDeviceBatchNorm`` or ``nn.BatchNorm`` layers (not inside a hybridized block:
-        a hybridized graph hides its layers' inputs).
+        ``CrossDeviceBatchNorm`` or ``nn.BatchNorm`` layers, or any layer with the book's
+        ``moving_mean``/``moving_var`` (see ``batch_norm_layers``); not inside a hybridized
+        block: a hybridized graph hides its layers' inputs.
     batches: any iterable of (X, y) training batches, e.g. a data iterator or a list; X
         (batch, ...) as the net takes it. Only X is used. The first ``num_batches`` are used.
     num_batches: how many batches to measure (a positive integer; 100 batches of 256 are
@@ -161,17 +177,19 @@ def recalibrate_batch_norm(net, batches, num_batches=100, ctx=None):
         raise ValueError('recalibrate_batch_norm: batches yielded no batch. Pass training '
                          'batches, e.g. train_iter (an iterator that was already exhausted, '
                          'such as a used generator, yields nothing).')
-    for layer, mean_param, var_param in layers:
+    for layer, mean, var in layers:
         if layer not in stats:
             raise ValueError('recalibrate_batch_norm: layer %s never ran in a forward pass of '
                              'the net, so its statistics cannot be measured.' % layer.name)
+        names = (('running_mean', 'running_var') if isinstance(layer, nn.BatchNorm)
+                 else ('moving_mean', 'moving_var'))
         measured = stats[layer]
-        for param, value in ((mean_param, measured.mean), (var_param, measured.var)):
-            if value.size != int(np.prod(param.shape)):
+        for name, stored, value in zip(names, (mean, var), (measured.mean, measured.var)):
+            if value.size != int(np.prod(stored.shape)):
                 raise ValueError('recalibrate_batch_norm: layer %s stores %s with shape %s, '
                                  'but its input has %d channels on axis 1. Only channel axis 1 '
                                  '(N, C) / (N, C, H, W) is supported.'
-                                 % (layer.name, param.name, param.shape, value.size))
-            param.set_data(nd.array(value.reshape(param.shape), dtype=param.dtype))
+                                 % (layer.name, name, stored.shape, value.size))
+            store_statistic(layer, name, value)
     return used
 

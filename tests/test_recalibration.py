@@ -10,7 +10,7 @@ import mxnet as mx
 from mxnet import autograd, gluon, init
 from mxnet.gluon import nn
 
-from d2l_utils import (BatchNorm, CrossDeviceBatchNorm, FastBatchNorm, lenet, load_data_fashion_mnist,
+from d2l_utils import (BatchNorm, BookBatchNorm, CrossDeviceBatchNorm, FastBatchNorm, lenet, load_data_fashion_mnist,
                        recalibrate_batch_norm, set_seed, train)
 from d2l_utils.recalibration import batch_norm_layers
 
@@ -46,13 +46,13 @@ def trained_lenet(kind, data, ctx=(mx.cpu(),), steps=6, seed=0):
     return net
 
 
-def population_stats_by_hand(net, batches):
+def population_stats_by_hand(net, batches, kinds=(BatchNorm, nn.BatchNorm)):
     """Each BN layer's input over all batches, run layer by layer: [(mean (C,), var (C,))]."""
     kept = {}
     with autograd.train_mode():
         for X, _ in batches:
             for block in net:
-                if isinstance(block, (BatchNorm, nn.BatchNorm)):
+                if isinstance(block, kinds):
                     x = X.asnumpy().astype(np.float64)
                     kept.setdefault(block.name, []).append(np.moveaxis(x, 1, 0).reshape(x.shape[1], -1))
                 X = block(X)
@@ -82,6 +82,27 @@ def test_recalibrated_statistics_are_the_population_statistics_of_each_layer_inp
     for (mean, var), (mean_ref, var_ref) in zip(got, expected):
         np.testing.assert_allclose(mean, mean_ref, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(var, var_ref, rtol=1e-5, atol=1e-7)
+
+
+def test_a_layer_with_the_books_plain_ndarray_statistics_is_recalibrated_too(data):
+    # the book's layer keeps moving_mean/moving_var as NDArray attributes, as a learner's own
+    # layer may; recalibration finds it by those names and replaces the arrays
+    set_seed(0)
+    net = lenet(bn=BookBatchNorm)
+    net.initialize(init.Xavier())
+    batches = list(data[0].in_order())[:3]
+    with autograd.record():
+        net(batches[0][0])
+    expected = population_stats_by_hand(net, batches, kinds=(BookBatchNorm,))
+    assert recalibrate_batch_norm(net, batches, num_batches=3) == 3
+    layers = [block for block in net if isinstance(block, BookBatchNorm)]
+    assert len(layers) == len(expected) == 4
+    for layer, (mean_ref, var_ref) in zip(layers, expected):
+        assert isinstance(layer.moving_var, mx.nd.NDArray)
+        np.testing.assert_allclose(layer.moving_mean.asnumpy().reshape(-1), mean_ref,
+                                   rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(layer.moving_var.asnumpy().reshape(-1), var_ref,
+                                   rtol=1e-5, atol=1e-7)
 
 
 def test_recalibration_measures_inputs_not_the_layers_own_update(data):
