@@ -31,3 +31,5 @@ from .training import (History, NonFiniteLossError, evaluate_accuracy,  # noqa: 
                        recalibrated_accuracy, set_seed, train, train_ch5)
 
 __version__ = '0.1.0'
+from .normalization import (GroupNorm, InstanceNorm, LayerNorm, group_norm,  # noqa: E402
+                            instance_norm, layer_norm)
