@@ -56,6 +56,8 @@ from .training import (History, NonFiniteLossError, evaluate_accuracy,  # noqa: 
 
 from .grading import (GradingFailure, check, check_batch_norm_backward, check_lenet, expect,  # noqa: E402,E501
                       grade, grade_lenet_training, raise_for_failures, require_names, score)
+from .normalization import (GroupNorm, InstanceNorm, LayerNorm, group_norm,  # noqa: E402
+                            instance_norm, layer_norm)
 from .folding import fold_batch_norm  # noqa: E402
 from .landscape import NoisyBatchNorm, gradient_direction_probe, train_steps  # noqa: E402
 
@@ -86,6 +88,8 @@ __all__ = [
     'LayerRecord', 'batch_statistics_spread', 'device_copy_spread', 'record_layers',
     'running_stats_by_device', 'saturated_fraction', 'weight_gradient_norms',
     'Result', 'Runner', 'fit', 'lr_range', 'sweep_table',
+    # other normalizations: layer, group, instance (notebook 9)
+    'GroupNorm', 'InstanceNorm', 'LayerNorm', 'group_norm', 'instance_norm', 'layer_norm',
     # beyond the book: folding BN for prediction, the papers' experiments (notebook 10)
     'fold_batch_norm', 'NoisyBatchNorm', 'gradient_direction_probe', 'train_steps',
     # grading a learner's code (the nbgrader course in exercises/)
