@@ -23,6 +23,13 @@ def test_benchmark_runs_on_a_tiny_configuration_and_writes_its_tables(tmp_path):
     for name in configs:
         assert '| %s |' % name in text
     assert 'book path, nn.BatchNorm / d2l_utils, nn.BatchNorm' in text
+    # every MXNet row has a recalibrated accuracy (a number), a PyTorch row says n/a
+    header = next(line for line in text.splitlines() if line.startswith('| configuration'))
+    column = header.split(' | ').index('test acc, recalibrated BN')
+    for name in configs:
+        row = next(line for line in text.splitlines() if line.startswith('| %s |' % name))
+        value = row.split(' | ')[column]
+        assert value == 'n/a' if name.startswith('PyTorch') else 0.0 <= float(value) <= 1.0
     assert '| 256x6x24x24 |' in text and 'nd.BatchNorm' in text and 'fast_batch_norm' in text
 
 
