@@ -113,6 +113,38 @@ def test_write_refuses_when_unsure_and_writes_nothing(tmp_path, case, capsys):
     assert sorted(p.name for p in module.parent.iterdir()) == ['data_parallel.py']
 
 
+def test_to_notebooks_copies_the_package_text_into_marked_cells_and_keeps_outputs(tmp_path):
+    # the other direction: the package changed (a rename, a new check); the marked cells follow
+    module = copy_module(tmp_path, 'data_parallel')
+    first, second = adjacent_pair(module.read_text())
+    texts = notebook_sync.module_definitions('data_parallel', tmp_path)
+    stale = grown(texts[first][0], 'stale')
+    path = write_notebook(tmp_path / 'notebooks' / 'n.ipynb',
+                          '# Saved in d2l_utils/data_parallel.py\n%s\n\n\n%s\n'
+                          % (stale, texts[second][0]), 'print(1)\n')
+    nb = json.loads(path.read_text())
+    nb['cells'][0]['outputs'] = [{'output_type': 'stream', 'name': 'stdout', 'text': ['kept\n']}]
+    path.write_text(json.dumps(nb))
+    assert notebook_sync.drift([path], tmp_path) == [('n.ipynb', 'data_parallel', first)]
+    done = notebook_sync.write_to_notebooks([path], tmp_path)
+    assert done == [('n.ipynb', first)]
+    assert notebook_sync.drift([path], tmp_path) == []
+    after = json.loads(path.read_text())
+    assert after['cells'][0]['outputs'][0]['text'] == ['kept\n']
+    assert ''.join(after['cells'][1]['source']) == 'print(1)\n'
+    assert module.read_text() == (ROOT / 'd2l_utils' / 'data_parallel.py').read_text()
+
+
+def test_to_notebooks_refuses_a_name_the_module_lacks_and_writes_nothing(tmp_path):
+    copy_module(tmp_path, 'data_parallel')
+    path = write_notebook(tmp_path / 'notebooks' / 'n.ipynb',
+                          '# Saved in d2l_utils/data_parallel.py\ndef not_there():\n    pass\n')
+    before = path.read_text()
+    with pytest.raises(notebook_sync.SyncError, match='not_there is defined 0 time'):
+        notebook_sync.write_to_notebooks([path], tmp_path)
+    assert path.read_text() == before
+
+
 def test_check_reports_an_unmarked_copy_of_an_exported_name(tmp_path):
     notebook = write_notebook(tmp_path / 'n.ipynb',
                               'def relative_error(a, b):\n    return abs(a - b)\n',

@@ -11,6 +11,7 @@ checked all the same).
 
     python tools/notebook_sync.py            # report problems (exit 1 if any)
     python tools/notebook_sync.py --write    # copy the notebooks' versions into the package
+    python tools/notebook_sync.py --to-notebooks   # copy the package's versions into the notebooks
 
 The check reports three kinds of problem:
 - drift: a marked definition differs from the module's (or the module has no such definition);
@@ -18,6 +19,11 @@ The check reports three kinds of problem:
   unchecked second copy): mark the cell, or rename the notebook's definition;
 - unresolved: a marked cell uses a name that neither the notebook's own imports nor the cell
   defines (it would raise NameError when a learner calls it).
+
+``--to-notebooks`` is the other direction, for a change made in the package (a rename, a new
+check): each drifted definition in a marked cell is replaced by the module's text, the rest of
+the cell and its outputs kept (re-run the notebook afterwards); it refuses, writing nothing, for
+a name the module lacks or defines twice.
 
 ``--write`` replaces each drifted definition in its module file with the notebook's text. All
 definitions of one module are located in one parse of the file and replaced bottom-up, the
@@ -287,8 +293,60 @@ def write_back(notebook_paths, root=ROOT):
     return done
 
 
+def write_to_notebooks(notebook_paths, root=ROOT):
+    """Replace each drifted definition in the notebooks' marked cells with the module's text.
+
+    Plans every notebook first and writes only if every replacement is sure (else SyncError,
+    nothing written); each notebook file is replaced atomically, its outputs kept. Returns
+    [(notebook name, definition name)] of what it replaced.
+    """
+    cache, new_notebooks, done = {}, {}, []
+    for path in notebook_paths:
+        nb = json.loads(pathlib.Path(path).read_text())
+        changed = False
+        for cell in nb['cells']:
+            source = ''.join(cell['source']) if cell['cell_type'] == 'code' else ''
+            module_name = marker_module(source)
+            if module_name is None:
+                continue
+            if module_name not in cache:
+                cache[module_name] = module_definitions(module_name, root)
+            lines = source.splitlines(keepends=True)
+            replacements = {}
+            for name, spans in definition_spans(source).items():
+                texts = cache[module_name].get(name, [])
+                if len(texts) != 1 or len(spans) != 1:
+                    raise SyncError('%s: %s is defined %d time(s) in d2l_utils/%s.py and %d '
+                                    'time(s) in its marked cell; cannot tell what to copy'
+                                    % (pathlib.Path(path).name, name, len(texts), module_name,
+                                       len(spans)))
+                if text_of(lines, spans[0]) != texts[0]:
+                    replacements[name] = texts[0]
+            if replacements:
+                new_source = rewritten(source, replacements)
+                if source.endswith('\n') != new_source.endswith('\n'):
+                    new_source = new_source.rstrip('\n') + ('\n' if source.endswith('\n') else '')
+                cell['source'] = new_source.splitlines(keepends=True)
+                changed = True
+                done += [(pathlib.Path(path).name, name) for name in sorted(replacements)]
+        if changed:
+            new_notebooks[path] = json.dumps(nb, indent=1, ensure_ascii=False) + '\n'
+    for path, text in new_notebooks.items():
+        write_atomically(path, text)
+    return done
+
+
 def main(argv, root=ROOT):
     notebooks = sorted((pathlib.Path(root) / 'notebooks').glob('*.ipynb'))
+    if '--to-notebooks' in argv:
+        try:
+            done = write_to_notebooks(notebooks, root)
+        except SyncError as err:
+            print('notebook_sync: %s' % err, file=sys.stderr)
+            return 2
+        for nb_name, name in done:
+            print('updated %s: %s' % (nb_name, name))
+        return 0
     if '--write' in argv:
         try:
             done = write_back(notebooks, root)
