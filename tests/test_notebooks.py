@@ -164,7 +164,9 @@ def test_a_path_that_does_not_exist_is_a_clear_error(tmp_path, capsys):
 
 @pytest.mark.skipif(not hasattr(signal, 'SIGINT') or os.name == 'nt',
                     reason='needs POSIX signals')
-def test_ctrl_c_during_a_cell_leaves_the_notebook_untouched(tmp_path):
+@pytest.mark.parametrize('target', ['runner', 'process group'])
+def test_ctrl_c_during_a_cell_leaves_the_notebook_untouched(tmp_path, target):
+    # 'process group' is what a terminal's Ctrl-C does: the kernel gets SIGINT too
     marker = tmp_path / 'cell_started'
     path = tmp_path / 'slow.ipynb'
     committed = tiny_notebook(path, [
@@ -172,13 +174,17 @@ def test_ctrl_c_during_a_cell_leaves_the_notebook_untouched(tmp_path):
         'print("never")'], stale_output='stale\n')
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get('PYTHONPATH', ''))
     proc = subprocess.Popen([sys.executable, str(ROOT / 'tools' / 'run_notebooks.py'), str(path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
     try:
         deadline = time.time() + 120
         while not marker.exists() and time.time() < deadline and proc.poll() is None:
             time.sleep(0.2)
         assert marker.exists(), 'the cell never started: %s' % (proc.communicate()[1],)
-        proc.send_signal(signal.SIGINT)
+        if target == 'runner':
+            proc.send_signal(signal.SIGINT)
+        else:
+            os.killpg(proc.pid, signal.SIGINT)
         _, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:

@@ -15,10 +15,13 @@ if that parameters cell defines them. Every notebook names its knobs the same wa
 """
 import argparse
 import ast
+import asyncio
+import inspect
 import os
 import pathlib
 import sys
 import tempfile
+import threading
 import time
 
 import nbformat
@@ -130,6 +133,57 @@ def failed_cell(nb, injected_at):
     return None, ''
 
 
+def run_in_worker(client):
+    """``client.execute()`` in a worker thread, so that Ctrl-C reaches this thread.
+
+    In the main thread nbclient takes SIGINT over itself (it shuts the kernel down and the run
+    then fails with an unrelated error). Here Ctrl-C raises KeyboardInterrupt in the main
+    thread; the kernel is interrupted (shut down if that does not end the run) before it is
+    re-raised. An exception of the run itself is re-raised here.
+    """
+    outcome = []
+
+    def work():
+        try:
+            client.execute()
+        except BaseException as err:   # handed to the main thread
+            outcome.append(err)
+
+    worker = threading.Thread(target=work, name='run_notebooks-kernel', daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.2)
+    except KeyboardInterrupt:
+        stop_kernel(client, worker)
+        raise
+    if outcome:
+        raise outcome[0]
+
+
+def call(method):
+    """Call a kernel-manager method that may be a coroutine function (jupyter_client >= 7)."""
+    result = method()
+    if inspect.isawaitable(result):
+        asyncio.run(result)
+
+
+def stop_kernel(client, worker, wait=30):
+    """Interrupt the kernel of a run, then shut it down if the run has not ended."""
+    if client.km is not None:
+        try:
+            call(client.km.interrupt_kernel)
+        except Exception:   # the kernel may already be gone
+            pass
+    worker.join(wait)
+    if worker.is_alive() and client.km is not None:
+        try:
+            call(lambda: client.km.shutdown_kernel(now=True))
+        except Exception:
+            pass
+        worker.join(wait)
+
+
 def execute(path, quick=False, output=None, timeout=3600):
     """Run one notebook in a fresh kernel (cwd: its folder); returns the seconds it took.
 
@@ -148,17 +202,12 @@ def execute(path, quick=False, output=None, timeout=3600):
                             resources={'metadata': {'path': str(path.parent)}})
     start = time.time()
     try:
-        client.execute()
-    except BaseException as err:
-        # nbclient catches SIGINT itself (it shuts the kernel down and records a cleanup
-        # future), so Ctrl-C surfaces as whatever the interrupted execution raised next
-        interrupted = (isinstance(err, KeyboardInterrupt)
-                       or getattr(err, 'ename', '') == 'KeyboardInterrupt'
-                       or getattr(client, '_async_cleanup_kernel_future', None) is not None)
-        if interrupted:
+        run_in_worker(client)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt('run of %s interrupted' % path.name) from None
+    except Exception as err:
+        if getattr(err, 'ename', '') == 'KeyboardInterrupt':   # Ctrl-C reached the kernel too
             raise KeyboardInterrupt('run of %s interrupted' % path.name) from None
-        if not isinstance(err, Exception):
-            raise
         index, line = failed_cell(nb, injected_at)
         if isinstance(err, CellExecutionError):
             ename, evalue = err.ename, err.evalue
