@@ -4,18 +4,29 @@
     python tools/run_notebooks.py --quick -o DIR  # quick run (what the tests do), copies in DIR
     python tools/run_notebooks.py notebooks/1_batch_norm_scratch.ipynb   # just one
 
+A notebook is written only when its whole run finished without error, and atomically (a temp
+file in the same folder, then ``os.replace``): a failing cell or Ctrl-C leaves the file as it
+was, and the message says which cell failed. Each notebook's time is printed with the machine's
+load average before and after it, so a timing taken on a busy machine shows as such.
+
 Quick mode follows papermill's convention: after the cell tagged ``parameters`` it inserts a
 cell (tagged ``injected-parameters``) that overrides the knobs named in ``QUICK_PARAMETERS``,
 if that parameters cell defines them. Every notebook names its knobs the same way.
 """
 import argparse
 import ast
+import asyncio
+import inspect
+import os
 import pathlib
 import sys
+import tempfile
+import threading
 import time
 
 import nbformat
 from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / 'notebooks'
@@ -29,11 +40,41 @@ QUICK_PARAMETERS = {
 }
 
 
+class NotebookRunError(Exception):
+    """A cell of a notebook failed; the notebook file was left unchanged.
+
+    path: the notebook; cell_index: 0-based index of the failing cell in the notebook file
+    (not counting a quick run's injected cell), or None if no cell holds the error;
+    ename, evalue: the exception's name and message inside the kernel.
+    """
+
+    def __init__(self, path, cell_index, ename, evalue, source_line=''):
+        self.path, self.cell_index, self.ename, self.evalue = path, cell_index, ename, evalue
+        where = ('cell %d (%s)' % (cell_index, source_line) if cell_index is not None
+                 else 'a cell')
+        super().__init__('%s: %s failed with %s: %s. The notebook file was left unchanged.'
+                         % (path, where, ename, evalue))
+
+
 def notebooks(paths=()):
-    """The notebooks to run: the given paths, or every notebook in notebooks/ in name order."""
-    if paths:
-        return [pathlib.Path(p).resolve() for p in paths]
-    return sorted(NOTEBOOK_DIR.glob('*.ipynb'))
+    """The notebooks to run: the given paths, or every notebook in notebooks/ in name order.
+
+    Raises FileNotFoundError (saying what exists) for a path that is not a notebook file.
+    """
+    if not paths:
+        return sorted(NOTEBOOK_DIR.glob('*.ipynb'))
+    found = []
+    for p in paths:
+        path = pathlib.Path(p).resolve()
+        if not path.is_file() or path.suffix != '.ipynb':
+            problem = 'is not an .ipynb file' if path.exists() else 'does not exist'
+            raise FileNotFoundError(
+                'run_notebooks: %s %s. Give paths of notebooks, e.g. notebooks/%s, or no path '
+                'to run every notebook in %s.'
+                % (p, problem, next((n.name for n in sorted(NOTEBOOK_DIR.glob('*.ipynb'))),
+                                    '1_batch_norm_scratch.ipynb'), NOTEBOOK_DIR))
+        found.append(path)
+    return found
 
 
 def parameters_cell_index(nb):
@@ -68,23 +109,128 @@ def inject_quick_parameters(nb, overrides=None):
     return values
 
 
-def execute(path, quick=False, output=None, timeout=3600):
-    """Run one notebook in a fresh kernel (cwd: its folder); write it to ``output`` or in place.
+def write_atomically(nb, path):
+    """Write ``nb`` to ``path`` via a temp file in the same folder and ``os.replace``."""
+    path = pathlib.Path(path)
+    fd, tmp = tempfile.mkstemp(prefix='.' + path.name + '.', suffix='.tmp', dir=str(path.parent))
+    try:
+        with os.fdopen(fd, 'w', encoding='utf-8') as f:
+            nbformat.write(nb, f)
+        os.replace(tmp, str(path))
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
-    Returns the seconds it took. Raises nbclient's CellExecutionError on the first failing cell.
+
+def failed_cell(nb, injected_at):
+    """(index in the notebook file, first source line) of the cell holding an error output."""
+    for i, cell in enumerate(nb.cells):
+        if any(out.get('output_type') == 'error' for out in cell.get('outputs', [])):
+            file_index = i - 1 if injected_at is not None and i > injected_at else i
+            first = next((line for line in cell.source.splitlines() if line.strip()), '')
+            return file_index, first.strip()[:60]
+    return None, ''
+
+
+def run_in_worker(client):
+    """``client.execute()`` in a worker thread, so that Ctrl-C reaches this thread.
+
+    In the main thread nbclient takes SIGINT over itself (it shuts the kernel down and the run
+    then fails with an unrelated error). Here Ctrl-C raises KeyboardInterrupt in the main
+    thread; the kernel is interrupted (shut down if that does not end the run) before it is
+    re-raised. An exception of the run itself is re-raised here.
     """
+    outcome = []
+
+    def work():
+        try:
+            client.execute()
+        except BaseException as err:   # handed to the main thread
+            outcome.append(err)
+
+    worker = threading.Thread(target=work, name='run_notebooks-kernel', daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.2)
+    except KeyboardInterrupt:
+        stop_kernel(client, worker)
+        raise
+    if outcome:
+        raise outcome[0]
+
+
+def call(method):
+    """Call a kernel-manager method that may be a coroutine function (jupyter_client >= 7)."""
+    result = method()
+    if inspect.isawaitable(result):
+        asyncio.run(result)
+
+
+def stop_kernel(client, worker, wait=30):
+    """Interrupt the kernel of a run, then shut it down if the run has not ended."""
+    if client.km is not None:
+        try:
+            call(client.km.interrupt_kernel)
+        except Exception:   # the kernel may already be gone
+            pass
+    worker.join(wait)
+    if worker.is_alive() and client.km is not None:
+        try:
+            call(lambda: client.km.shutdown_kernel(now=True))
+        except Exception:
+            pass
+        worker.join(wait)
+
+
+def execute(path, quick=False, output=None, timeout=3600):
+    """Run one notebook in a fresh kernel (cwd: its folder); returns the seconds it took.
+
+    The executed notebook goes to ``output``, or back to ``path`` for a full run, or nowhere
+    for a quick run without ``output``; it is written only if every cell ran without error,
+    atomically. A failing cell raises NotebookRunError naming it; Ctrl-C (KeyboardInterrupt)
+    propagates; in both cases nothing is written.
+    """
+    path = pathlib.Path(path)
     nb = nbformat.read(str(path), as_version=4)
+    injected_at = None
     if quick:
+        injected_at = parameters_cell_index(nb) + 1
         inject_quick_parameters(nb)
     client = NotebookClient(nb, timeout=timeout, kernel_name='python3',
                             resources={'metadata': {'path': str(path.parent)}})
     start = time.time()
     try:
-        client.execute()
-    finally:
-        if output is not None or not quick:
-            nbformat.write(nb, str(output or path))
-    return time.time() - start
+        run_in_worker(client)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt('run of %s interrupted' % path.name) from None
+    except Exception as err:
+        if getattr(err, 'ename', '') == 'KeyboardInterrupt':   # Ctrl-C reached the kernel too
+            raise KeyboardInterrupt('run of %s interrupted' % path.name) from None
+        index, line = failed_cell(nb, injected_at)
+        if isinstance(err, CellExecutionError):
+            ename, evalue = err.ename, err.evalue
+        else:   # a timeout or a dead kernel: no error output in any cell
+            ename, evalue = type(err).__name__, (str(err).strip().splitlines() or [''])[0]
+        raise NotebookRunError(path, index, ename, evalue, line) from None
+    seconds = time.time() - start
+    target = output if output is not None else (None if quick else path)
+    if target is not None:
+        write_atomically(nb, target)
+    return seconds
+
+
+def load_average():
+    """The 1-minute load average, or None where the OS does not report one (Windows)."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
+def format_load(value):
+    return 'n/a' if value is None else '%.2f' % value
 
 
 def main(argv=None):
@@ -94,14 +240,32 @@ def main(argv=None):
     parser.add_argument('-o', '--output-dir', help='write executed copies here (default: in '
                         'place for a full run; nowhere for a quick run)')
     args = parser.parse_args(argv)
+    try:
+        paths = notebooks(args.paths)
+    except FileNotFoundError as err:
+        print(err, file=sys.stderr)
+        return 2
+    cores = os.cpu_count() or 1
+    print('%-45s %9s   load average (1 min, %d cores) before -> after' % ('notebook', 'time', cores),
+          flush=True)
     total = 0.0
-    for path in notebooks(args.paths):
+    for path in paths:
         output = pathlib.Path(args.output_dir) / path.name if args.output_dir else None
         if output is not None:
             output.parent.mkdir(parents=True, exist_ok=True)
-        seconds = execute(path, quick=args.quick, output=output)
+        before = load_average()
+        try:
+            seconds = execute(path, quick=args.quick, output=output)
+        except NotebookRunError as err:
+            print(err, file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print('\ninterrupted while running %s; the notebook file was left unchanged.'
+                  % path.name, file=sys.stderr)
+            return 130
         total += seconds
-        print('%-45s %7.1f s' % (path.name, seconds), flush=True)
+        print('%-45s %7.1f s   %s -> %s' % (path.name, seconds, format_load(before),
+                                            format_load(load_average())), flush=True)
     print('%-45s %7.1f s' % ('total', total))
     return 0
 
