@@ -38,6 +38,21 @@ class NoUsableGPUWarning(UserWarning):
     """A requested GPU cannot be used, so the CPU (or fewer GPUs) will be used instead."""
 
 
+_default_formatwarning = warnings.formatwarning
+
+
+def _one_line_gpu_warning(message, category, filename, lineno, line=None):
+    # The fallback is advice for the learner, not a bug report: shown as one line, without the
+    # file and line of the code that warned (in Jupyter an ipykernel temporary path). Every
+    # other warning keeps Python's format.
+    if issubclass(category, NoUsableGPUWarning):
+        return '%s: %s\n' % (category.__name__, message)
+    return _default_formatwarning(message, category, filename, lineno, line)
+
+
+warnings.formatwarning = _one_line_gpu_warning
+
+
 GpuStatus = collections.namedtuple('GpuStatus', ['index', 'usable', 'reason'])
 GpuStatus.__doc__ = """One GPU as MXNet sees it.
 

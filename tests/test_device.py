@@ -232,3 +232,12 @@ def test_nvidia_smi_is_asked_once_however_often_try_gpu_runs(monkeypatch):
     calls = fake_nvidia_smi(monkeypatch, [('NVIDIA H200', '9.0')])
     _, messages = fallback_messages(lambda: (device.try_gpu(), device.try_all_gpus()), times=4)
     assert len(messages) == 1 and len(calls) == 1
+
+
+def test_the_gpu_fallback_warning_is_shown_as_one_line_without_a_file_path():
+    # how a notebook shows it: warnings.formatwarning, as showwarning prints it
+    text = warnings.formatwarning(device.NoUsableGPUWarning('Using the CPU: no GPU.'),
+                                  device.NoUsableGPUWarning, '/tmp/ipykernel_1/123.py', 7)
+    assert text == 'NoUsableGPUWarning: Using the CPU: no GPU.\n'
+    other = warnings.formatwarning(UserWarning('x'), UserWarning, '/tmp/a.py', 7)
+    assert '/tmp/a.py:7' in other   # every other warning keeps Python's format
