@@ -27,7 +27,8 @@ check_environment()   # before mxnet is imported: a clear message instead of np.
 
 # noqa: E402 below: these imports must come after the environment check
 from .layers import (BatchNorm, BatchNormCalling, batch_norm, check_batch_norm_inputs,  # noqa: E402
-                     check_batch_norm_shapes, moving_average, param_shape)
+                     check_batch_norm_settings, check_batch_norm_shapes, check_num_features,
+                     moving_average, param_shape)
 from .book import BookBatchNorm, book_batch_norm  # noqa: E402
 from .fast_batch_norm import (BatchNormFunction, ChannelView, FastBatchNorm,  # noqa: E402
                               fast_batch_norm)
@@ -59,7 +60,8 @@ __version__ = '0.1.0'   # the one place it is written: pyproject.toml reads it f
 __all__ = [
     # layers and the book's code
     'BatchNorm', 'BatchNormCalling', 'batch_norm', 'check_batch_norm_inputs',
-    'check_batch_norm_shapes', 'moving_average', 'param_shape', 'BookBatchNorm', 'book_batch_norm',
+    'check_batch_norm_settings', 'check_batch_norm_shapes', 'check_num_features', 'moving_average',
+    'param_shape', 'BookBatchNorm', 'book_batch_norm',
     'BatchNormFunction', 'ChannelView', 'FastBatchNorm', 'fast_batch_norm', 'CrossDeviceBatchNorm',
     'CrossDeviceBatchNormFunction',
     # checking a learner's batch norm, and gradients
