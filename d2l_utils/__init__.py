@@ -51,7 +51,8 @@ from .probes import (LayerRecord, batch_statistics_spread, device_copy_spread,  
                      weight_gradient_norms)
 from .recalibration import batch_norm_layers, recalibrate_batch_norm  # noqa: E402
 from .sweeps import Result, Runner, fit, lr_range, sweep_table  # noqa: E402
-from .training import (History, NonFiniteLossError, evaluate_accuracy,  # noqa: E402
+from .training import (History, NonFiniteLossError, NonFiniteParameterError,  # noqa: E402
+                       evaluate_accuracy, first_nonfinite_parameter,
                        first_nonfinite_layer, recalibrated_accuracy, restoring_state, set_seed,
                        train, train_ch5)
 
@@ -73,7 +74,8 @@ __all__ = [
     'as_ctx_list', 'try_all_gpus', 'try_gpu',
     'check_initialized_on', 'forward_parts', 'needs_all_parts', 'split_batch', 'split_parts',
     # models, training, recalibration
-    'count_parameters', 'lenet', 'History', 'NonFiniteLossError', 'evaluate_accuracy',
+    'count_parameters', 'lenet', 'History', 'NonFiniteLossError', 'NonFiniteParameterError',
+    'evaluate_accuracy', 'first_nonfinite_parameter',
     'first_nonfinite_layer', 'recalibrated_accuracy', 'restoring_state', 'set_seed', 'train',
     'train_ch5', 'batch_norm_layers', 'recalibrate_batch_norm',
     # plots
