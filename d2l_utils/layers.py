@@ -96,6 +96,12 @@ def check_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var, eps=None, m
     refuses this too). A layer whose statistics span several arrays (``CrossDeviceBatchNorm``,
     one part per device) checks each part without them.
     """
+    for name, array in (('X', X), ('gamma', gamma), ('beta', beta), ('moving_mean', moving_mean),
+                        ('moving_var', moving_var)):
+        if not isinstance(array, nd.NDArray):
+            raise TypeError('batch_norm expects MXNet NDArrays; got %s as a %s. Convert it with '
+                            'nd.array(...) (a Gluon Parameter: param.data()).'
+                            % (name, type(array).__name__))
     shape, dtype = X.shape, X.dtype   # each NDArray attribute read is a call into MXNet
     if len(shape) in (2, 4) and not np.issubdtype(dtype, np.floating):
         raise ValueError('batch_norm expects a float input (float16, float32 or float64); '

@@ -126,8 +126,13 @@ def set_seed(seed):
 
     With the same seed two CPU runs of the same training give the same numbers: weight
     initialization, dropout and (when the iterator has no seed of its own) shuffling all draw
-    from these generators.
+    from these generators. seed: an integer in [0, 2**32 - 1] (numpy's range).
     """
+    if not (isinstance(seed, numbers.Integral) and not isinstance(seed, bool)
+            and 0 <= seed <= 2 ** 32 - 1):
+        # checked first: numpy would refuse it after Python's generator was already seeded
+        raise ValueError('set_seed: seed must be an integer in [0, 2**32 - 1], e.g. 0; got %r.'
+                         % (seed,))
     random.seed(seed)
     np.random.seed(seed)
     mx.random.seed(seed)
@@ -141,16 +146,28 @@ def restoring_state(net):
     A training-mode forward of the scratch ``BatchNorm`` (or a backward of ``nn.BatchNorm``)
     updates those statistics; measurements wrapped in this block leave the net as they found
     it. The learned Parameters' gradient buffers are not restored (the next backward overwrites
-    them anyway).
+    them anyway). A Parameter whose initialization is still deferred on entry (the net has not
+    seen a batch yet) gets its initial value back (its own init, e.g. ones for moving_var).
     """
-    saved = [(p, [d.copy() for d in p.list_data()])
-             for p in net.collect_params().values() if p.grad_req == 'null']
+    saved, deferred = [], []
+    for param in net.collect_params().values():
+        if param.grad_req != 'null':
+            continue
+        try:
+            saved.append((param, [d.copy() for d in param.list_data()]))
+        except gluon.parameter.DeferredInitializationError:
+            deferred.append(param)
     try:
         yield net
     finally:
         for param, copies in saved:
             for data, copy in zip(param.list_data(), copies):
                 data[:] = copy
+        for param in deferred:
+            try:
+                param.initialize(ctx=param.list_ctx(), force_reinit=True)
+            except gluon.parameter.DeferredInitializationError:
+                pass   # still deferred: nothing ran inside the block, nothing to restore
 
 
 def evaluate_accuracy(data_iter, net, ctx=None):

@@ -179,3 +179,10 @@ def test_batch_norm_layer_refuses_a_num_features_that_is_not_a_positive_integer(
     with pytest.raises(ValueError, match='num_features must be a positive integer.*got %s'
                        % re.escape(repr(num_features))):
         BatchNorm(num_features, 4)
+
+
+def test_batch_norm_given_a_numpy_input_says_to_convert_it():
+    # issue 17, reliability.md row 3.6: MXNet's own error prints the whole array
+    params = random_params((8, 5))
+    with pytest.raises(TypeError, match=r'got X as a ndarray\. Convert it with nd\.array'):
+        batch_norm(np.ones((8, 5), dtype=np.float32), *params, eps=EPS, momentum=MOMENTUM)

@@ -403,3 +403,27 @@ def test_a_gpu_that_cannot_run_is_named_with_advice_that_fits(tiny_data):
                                          r'try_all_gpus\(\)') as error:
         train(net, *tiny_data, trainer, [mx.cpu(), mx.gpu(0)], 1, progress=False)
     assert 'net.initialize(ctx=[cpu(0), gpu(0)])' not in str(error.value)
+
+
+@pytest.mark.parametrize('seed', ['abc', -1, 2 ** 32, 1.5])
+def test_set_seed_refuses_a_bad_seed_before_seeding_anything(seed):
+    import random
+    state = random.getstate()
+    with pytest.raises(ValueError, match=r'seed must be an integer in \[0, 2\*\*32 - 1\]'):
+        set_seed(seed)
+    assert random.getstate() == state   # no partial seeding
+
+
+def test_restoring_state_of_a_net_that_has_not_seen_a_batch_puts_back_the_initial_statistics(
+        tiny_data):
+    net = lenet(bn='gluon')
+    net.initialize(init.Xavier())
+    X = next(iter(tiny_data[0]))[0]
+    with restoring_state(net):
+        with autograd.record():
+            net(X).sum().backward()   # nn.BatchNorm updates its running statistics here
+    for name, param in net.collect_params().items():
+        if 'running_mean' in name:
+            assert (param.data().asnumpy() == 0).all(), name
+        if 'running_var' in name:
+            assert (param.data().asnumpy() == 1).all(), name
