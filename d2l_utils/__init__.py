@@ -27,7 +27,8 @@ check_environment()   # before mxnet is imported: a clear message instead of np.
 
 # noqa: E402 below: these imports must come after the environment check
 from .layers import (BatchNorm, BatchNormCalling, batch_norm, check_batch_norm_inputs,  # noqa: E402
-                     check_batch_norm_shapes, moving_average, param_shape)
+                     check_batch_norm_settings, check_batch_norm_shapes, check_num_features,
+                     moving_average, param_shape)
 from .book import BookBatchNorm, book_batch_norm  # noqa: E402
 from .fast_batch_norm import (BatchNormFunction, ChannelView, FastBatchNorm,  # noqa: E402
                               fast_batch_norm)
@@ -50,7 +51,8 @@ from .probes import (LayerRecord, batch_statistics_spread, device_copy_spread,  
                      weight_gradient_norms)
 from .recalibration import batch_norm_layers, recalibrate_batch_norm  # noqa: E402
 from .sweeps import Result, Runner, fit, lr_range, sweep_table  # noqa: E402
-from .training import (History, NonFiniteLossError, evaluate_accuracy,  # noqa: E402
+from .training import (History, NonFiniteLossError, NonFiniteParameterError,  # noqa: E402
+                       evaluate_accuracy, first_nonfinite_parameter,
                        first_nonfinite_layer, recalibrated_accuracy, restoring_state, set_seed,
                        train, train_ch5)
 
@@ -66,7 +68,8 @@ __version__ = '0.1.0'   # the one place it is written: pyproject.toml reads it f
 __all__ = [
     # layers and the book's code
     'BatchNorm', 'BatchNormCalling', 'batch_norm', 'check_batch_norm_inputs',
-    'check_batch_norm_shapes', 'moving_average', 'param_shape', 'BookBatchNorm', 'book_batch_norm',
+    'check_batch_norm_settings', 'check_batch_norm_shapes', 'check_num_features', 'moving_average',
+    'param_shape', 'BookBatchNorm', 'book_batch_norm',
     'BatchNormFunction', 'ChannelView', 'FastBatchNorm', 'fast_batch_norm', 'CrossDeviceBatchNorm',
     'CrossDeviceBatchNormFunction',
     # checking a learner's batch norm, and gradients
@@ -78,7 +81,8 @@ __all__ = [
     'as_ctx_list', 'try_all_gpus', 'try_gpu',
     'check_initialized_on', 'forward_parts', 'needs_all_parts', 'split_batch', 'split_parts',
     # models, training, recalibration
-    'count_parameters', 'lenet', 'History', 'NonFiniteLossError', 'evaluate_accuracy',
+    'count_parameters', 'lenet', 'History', 'NonFiniteLossError', 'NonFiniteParameterError',
+    'evaluate_accuracy', 'first_nonfinite_parameter',
     'first_nonfinite_layer', 'recalibrated_accuracy', 'restoring_state', 'set_seed', 'train',
     'train_ch5', 'batch_norm_layers', 'recalibrate_batch_norm',
     # plots

@@ -24,8 +24,32 @@ import numbers
 from mxnet import gluon
 from mxnet.gluon import nn
 
-__all__ = ['check_batches_fit_devices', 'check_initialized_on', 'forward_parts',
-           'needs_all_parts', 'split_batch', 'split_parts']
+from .device import gpu_status, no_gpu_reason
+
+__all__ = ['check_batches_fit_devices', 'check_gpus_usable', 'check_initialized_on',
+           'forward_parts', 'needs_all_parts', 'split_batch', 'split_parts']
+
+
+def check_gpus_usable(ctx_list, caller='train'):
+    """Raise ValueError, naming the GPU and why, if a GPU in ``ctx_list`` cannot run here.
+
+    Asks ``device.gpu_status()`` (one test kernel per GPU, once per process) only when the list
+    holds a GPU, so CPU runs probe nothing. Without it MXNet fails deep inside the first
+    operator (``Compile with USE_CUDA=1``), and the advice to initialize on that GPU cannot work.
+    """
+    gpus = [c for c in ctx_list if c.device_type == 'gpu']
+    if not gpus:
+        return
+    status = {s.index: s for s in gpu_status()}
+    for c in gpus:
+        if c.device_id in status and status[c.device_id].usable:
+            continue
+        reason = (status[c.device_id].reason if c.device_id in status else
+                  no_gpu_reason() or 'MXNet sees only %d GPU(s)' % len(status))
+        raise ValueError('%s: ctx includes %s, which cannot run here: %s. Use the devices that '
+                         'work, ctx=d2l_utils.try_all_gpus() (the usable GPUs, or [cpu(0)] when '
+                         'there are none), for the net (net.initialize(ctx=ctx)) and for %s.'
+                         % (caller, c, reason, caller))
 
 
 def split_batch(X, y, ctx_list, caller='train', training=True):

@@ -124,7 +124,7 @@ def fast_batch_norm(X, gamma, beta, moving_mean, moving_var, eps, momentum):
     this and uses ``batch_norm`` otherwise. float16 on a CPU also goes to ``batch_norm``: MXNet
     has no float16 CPU kernel for ``nd.dot``.
     """
-    check_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var)
+    check_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var, eps, momentum)
     if X.dtype == np.float16 and X.context.device_type == 'cpu':
         return batch_norm(X, gamma, beta, moving_mean, moving_var, eps, momentum)
     if not autograd.is_training():

@@ -5,12 +5,15 @@ book's layer with one change that matters: the moving statistics are Gluon Param
 NDArray attributes), so they follow the net to another device and are saved by
 ``save_parameters``. The notebooks show this exact text, so it is written to be read.
 """
+import numbers
+
 import numpy as np
 from mxnet import autograd, init, nd
 from mxnet.gluon import nn
 
 __all__ = ['BatchNorm', 'BatchNormCalling', 'batch_norm', 'check_batch_norm_inputs',
-           'check_batch_norm_shapes', 'moving_average', 'param_shape']
+           'check_batch_norm_settings', 'check_batch_norm_shapes', 'check_num_features',
+           'moving_average', 'param_shape']
 
 
 def param_shape(num_features, num_dims):
@@ -52,13 +55,53 @@ def check_batch_norm_shapes(x_shape, **param_shapes):
                    len(shape)))
 
 
-def check_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var):
+def check_batch_norm_settings(eps, momentum, caller='batch_norm'):
+    """Raise ValueError (TypeError for a non-number), saying what to change, unless eps is a
+    number > 0 and momentum a number in [0, 1].
+
+    eps = 0 divides 0 by 0 on a constant feature (NaN); a momentum outside [0, 1] extrapolates
+    the moving averages instead of averaging, so moving_var can turn negative (NaN predictions).
+    """
+    for name, value in (('eps', eps), ('momentum', momentum)):
+        if not isinstance(value, numbers.Real) or isinstance(value, bool):
+            raise TypeError('%s: %s must be a number; got %r (a %s). The book uses eps=1e-5, '
+                            'momentum=0.9.' % (caller, name, value, type(value).__name__))
+    if not eps > 0:
+        raise ValueError('%s: eps must be > 0 (it keeps the division finite when a feature\'s '
+                         'variance is 0); got %r. The book uses eps=1e-5.' % (caller, eps))
+    if not 0 <= momentum <= 1:
+        raise ValueError('%s: momentum must be in [0, 1] (the weight of the old moving average); '
+                         'got %r. The book uses momentum=0.9.' % (caller, momentum))
+
+
+def check_num_features(num_features, caller='BatchNorm'):
+    """Raise ValueError unless num_features is a positive integer (a layer cannot infer it)."""
+    if (not isinstance(num_features, numbers.Integral) or isinstance(num_features, bool)
+            or num_features < 1):
+        raise ValueError('%s: num_features must be a positive integer, the number of outputs '
+                         'of the layer before (Dense units or Conv2D channels), e.g. '
+                         'BatchNorm(6, num_dims=4); got %r (a %s). For a computed number, '
+                         'use int(...).' % (caller, num_features, type(num_features).__name__))
+
+
+def check_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var, eps=None, momentum=None):
     """Raise ValueError, saying what to change, if batch_norm cannot use these inputs.
 
     X: (N, D) or (N, C, H, W), float; gamma, beta, moving_mean, moving_var: shape (1, D) or
     (1, C, 1, 1), X's dtype. Shape and dtype checks only: they read metadata, so they cost no
     computation and no sync (about 20 microseconds a call).
+    eps, momentum: when given (``batch_norm`` passes them), also checks them
+    (``check_batch_norm_settings``) and, in training mode, that X holds more than one value per
+    feature/channel: the statistics of one value give Y = beta exactly and no gradient (PyTorch
+    refuses this too). A layer whose statistics span several arrays (``CrossDeviceBatchNorm``,
+    one part per device) checks each part without them.
     """
+    for name, array in (('X', X), ('gamma', gamma), ('beta', beta), ('moving_mean', moving_mean),
+                        ('moving_var', moving_var)):
+        if not isinstance(array, nd.NDArray):
+            raise TypeError('batch_norm expects MXNet NDArrays; got %s as a %s. Convert it with '
+                            'nd.array(...) (a Gluon Parameter: param.data()).'
+                            % (name, type(array).__name__))
     shape, dtype = X.shape, X.dtype   # each NDArray attribute read is a call into MXNet
     if len(shape) in (2, 4) and not np.issubdtype(dtype, np.floating):
         raise ValueError('batch_norm expects a float input (float16, float32 or float64); '
@@ -73,6 +116,16 @@ def check_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var):
                              'Cast the input or the net, e.g. net.cast(\'%s\').'
                              % (name, np.dtype(param.dtype).name, np.dtype(dtype).name,
                                 np.dtype(dtype).name))
+    if eps is None and momentum is None:
+        return
+    check_batch_norm_settings(eps, momentum)
+    if autograd.is_training() and int(np.prod(shape)) == shape[1]:
+        raise ValueError(
+            'batch_norm in training mode needs more than one value per %s to compute batch '
+            'statistics; got X of shape %s, so Y would be exactly beta and no gradient would '
+            'flow. Train with batches of at least 2 examples (a last partial batch of 1: choose '
+            'another batch size or drop it), or predict outside autograd.record().'
+            % ('feature' if len(shape) == 2 else 'channel', shape))
 
 
 def batch_norm(X, gamma, beta, moving_mean, moving_var, eps, momentum):
@@ -84,7 +137,7 @@ def batch_norm(X, gamma, beta, moving_mean, moving_var, eps, momentum):
     returned moving statistics are updated; in prediction mode the moving statistics are used
     and returned unchanged.
     """
-    check_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var)
+    check_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var, eps, momentum)
     # autograd tells us the mode: record() means training, otherwise we are predicting
     if not autograd.is_training():
         # Prediction: use the moving averages, so an example's output does not depend on its batch
@@ -130,6 +183,7 @@ class BatchNorm(nn.Block):
                              '(after Conv2D: input (N, C, H, W)); got %r. For a 1-D sequence '
                              '(N, C, L), use num_dims=4 and reshape the input to (N, C, L, 1).'
                              % (num_dims,))
+        check_num_features(num_features, 'BatchNorm')
         self.eps, self.momentum = 1e-5, 0.9
         # Scale and shift are learned; start as the identity (gamma 1, beta 0). Each Parameter
         # has its own init, which takes precedence over the one given to net.initialize.

@@ -9,11 +9,13 @@ from mxnet.gluon import nn
 
 from .layers import BatchNorm
 
-__all__ = ['BN_CHOICES', 'BN_PARTS', 'BN_POSITIONS', 'count_parameters', 'lenet']
+__all__ = ['ACTIVATIONS', 'BN_CHOICES', 'BN_PARTS', 'BN_POSITIONS', 'count_parameters', 'lenet']
 
 BN_CHOICES = (None, 'scratch', 'gluon')
 BN_POSITIONS = ('before_activation', 'after_activation')
 BN_PARTS = ('conv', 'dense')
+# the names nn.Activation (MXNet's Activation operator) accepts
+ACTIVATIONS = ('relu', 'sigmoid', 'softrelu', 'softsign', 'tanh')
 
 # (kind, units or channels) of LeNet's hidden layers; the output Dense(10) never gets BN.
 _HIDDEN = (('conv', 6), ('conv', 16), ('dense', 120), ('dense', 84))
@@ -60,6 +62,11 @@ def lenet(bn=None, activation='sigmoid', use_bias=True, bn_position='before_acti
     Returns an nn.Sequential, not initialized. With bn=None the other BN arguments do nothing.
     """
     make_bn = _bn_factory(bn)
+    if activation not in ACTIVATIONS:
+        # nn.Activation accepts any string and fails only at the first forward pass, inside
+        # MXNet's deferred initialization
+        raise ValueError('lenet: activation must be one of %s; got %r.'
+                         % (', '.join(map(repr, ACTIVATIONS)), activation))
     if bn_position not in BN_POSITIONS:
         raise ValueError('lenet: bn_position must be one of %s; got %r.'
                          % (', '.join(map(repr, BN_POSITIONS)), bn_position))

@@ -3,6 +3,7 @@
 ``d2lzh.use_svg_display`` calls ``IPython.display.set_matplotlib_formats``, which IPython 9
 removed; its replacement lives in ``matplotlib_inline.backend_inline``.
 """
+import numbers
 import sys
 
 import numpy as np
@@ -54,8 +55,16 @@ def use_svg_display():
 
 def set_figsize(figsize=(3.5, 2.5)):
     """Use SVG display and set the default figure size (width, height) in inches."""
+    try:
+        width, height = (float(v) for v in figsize)
+    except (TypeError, ValueError):
+        raise TypeError('set_figsize expects (width, height) in inches, e.g. (6, 4); got %r.'
+                        % (figsize,)) from None
+    if not (width > 0 and height > 0):
+        raise ValueError('set_figsize: width and height must be positive inches; got %r.'
+                         % (figsize,))
     use_svg_display()
-    plt.rcParams['figure.figsize'] = figsize
+    plt.rcParams['figure.figsize'] = (width, height)
 
 
 def _images_as_numpy(imgs):
@@ -87,6 +96,10 @@ def show_images(imgs, num_rows, num_cols, titles=None, scale=1.5):
     Returns a numpy array of num_rows * num_cols Axes (unused ones are blank). In a notebook end
     the call with ';' to hide the returned value.
     """
+    for name, value in (('num_rows', num_rows), ('num_cols', num_cols)):
+        if not (isinstance(value, numbers.Integral) and value >= 1):
+            raise ValueError('show_images: %s must be a positive integer (the grid is num_rows x '
+                             'num_cols images); got %r.' % (name, value))
     arr = _images_as_numpy(imgs)
     use_svg_display()
     _, axes = plt.subplots(num_rows, num_cols, figsize=(num_cols * scale, num_rows * scale),
@@ -116,6 +129,10 @@ def _runs(histories):
     """[(run name, history), ...] from one history, a dict {name: history} or a list."""
     if hasattr(histories, 'epochs'):
         histories = [histories]
+    if histories is None or isinstance(histories, str) or not hasattr(histories, '__iter__'):
+        raise TypeError('plot_history expects a History returned by train(), a dict {name: '
+                        'History} or a list of them; got %r (a %s). Keep the value train() '
+                        'returns: history = train(...).' % (histories, type(histories).__name__))
     if isinstance(histories, dict):
         runs = list(histories.items())
     else:

@@ -3,7 +3,11 @@ its properties with its cause named, and the learner's exceptions never crash th
 import ast
 import functools
 import inspect
+import re
+import sys
 import textwrap
+import threading
+import time
 
 import pytest
 import mxnet as mx
@@ -324,3 +328,114 @@ def test_running_a_subject_for_gradients_in_a_mode_that_does_not_record_is_refus
     Y, dX = run(FunctionInstance(batch_norm, case), case.x, 'record(train_mode=False)',
                 head=case.head)
     assert Y.shape == dX.shape == case.shape
+
+
+# --- learner code that hangs, exits, writes into its inputs, or is given to the wrong checker
+# (issue 17; reliability.md rows 4.1, 4.4, 4.6-4.8, 4.10-4.12, 4.14, 4.16-4.18)
+
+def test_a_function_that_never_returns_is_reported_as_not_finishing_and_the_rest_not_run():
+    stop = threading.Event()
+
+    def loops(X, gamma, beta, moving_mean, moving_var, eps, momentum):
+        while not stop.is_set():   # "forever" for the checker; the test ends it afterwards
+            time.sleep(0.01)
+
+    try:
+        report = check_batch_norm(loops, verbose=False, time_limit=0.5)
+    finally:
+        stop.set()
+    first = report['output_shape']
+    assert first.detail.startswith('did not finish within 0.5 s on the 2-D input (8, 5) in '
+                                   'training mode'), first.detail
+    assert 'restart the kernel' in first.detail
+    for name in FUNCTION_NAMES[1:]:
+        assert report[name].detail.startswith('not checked: output_shape did not finish')
+
+
+def test_sys_exit_in_the_learners_function_is_a_failure_not_the_end_of_the_program():
+    def exits(X, gamma, beta, moving_mean, moving_var, eps, momentum):
+        sys.exit('bye')
+
+    report = quiet_check(exits, block=False)   # returning at all is the first point
+    assert report.failed() == FUNCTION_NAMES
+    assert 'raised SystemExit: bye' in report['gradients'].detail
+    assert 'sys.exit()' in report['gradients'].detail
+
+
+def test_an_exception_names_the_line_of_the_learners_code():
+    def broken(X, gamma, beta, moving_mean, moving_var, eps, momentum):
+        raise RuntimeError('oops, not implemented yet')
+
+    detail = quiet_check(broken, block=False)['output_shape'].detail
+    assert re.search(r"\(at test_checks\.py, line \d+, in broken: raise RuntimeError", detail), \
+        detail
+
+
+def zeroes_its_input(X, gamma, beta, moving_mean, moving_var, eps, momentum):
+    out = batch_norm(X, gamma, beta, moving_mean, moving_var, eps, momentum)
+    X[:] = 0
+    return out
+
+
+def doubles_gamma(X, gamma, beta, moving_mean, moving_var, eps, momentum):
+    gamma[:] = gamma * 2
+    return batch_norm(X, gamma, beta, moving_mean, moving_var, eps, momentum)
+
+
+def centers_x_in_place(X, gamma, beta, moving_mean, moving_var, eps, momentum):
+    if autograd.is_training():
+        X -= X.mean(axis=0 if X.ndim == 2 else (0, 2, 3), keepdims=True)
+    return batch_norm(X, gamma, beta, moving_mean, moving_var, eps, momentum)
+
+
+@pytest.mark.parametrize('fn, name', [(zeroes_its_input, 'X'), (doubles_gamma, 'gamma'),
+                                      (centers_x_in_place, 'X')])
+def test_a_function_that_writes_into_its_inputs_fails_saying_so(fn, name):
+    report = quiet_check(fn, block=False)
+    assert 'train_normalizes' in report.failed()
+    assert 'changed its input %s in place' % name in report['train_normalizes'].detail
+
+
+def test_a_float64_output_is_blamed_on_the_dtype_not_the_shapes():
+    def float64_y(*args):
+        Y, moving_mean, moving_var = batch_norm(*args)
+        return Y.astype('float64'), moving_mean, moving_var
+
+    detail = quiet_check(float64_y, block=False)['gradients'].detail
+    assert 'the dtypes do not match' in detail and 'shapes do not fit' not in detail
+
+
+def test_the_learners_training_mode_switch_does_not_leak_out_of_the_checker():
+    def sets_training(*args):
+        autograd.set_training(True)
+        return batch_norm(*args)
+
+    quiet_check(sets_training, block=False)
+    assert not autograd.is_training()
+
+
+def test_gluons_batch_norm_given_to_the_block_checker_is_told_why_it_cannot_be_checked():
+    report = quiet_check(nn.BatchNorm, block=True)
+    detail = report['builds'].detail
+    assert "would mean axis=5, momentum=2" in detail and 'nn.BatchNorm' in detail
+    assert report['output_shape'].detail.startswith('not checked')
+
+
+class GluonWrapper(nn.BatchNorm):
+    """Gluon's layer behind the checker's constructor: its parameters have shape (C,)."""
+
+    def __init__(self, num_features, num_dims):
+        super(GluonWrapper, self).__init__(in_channels=num_features)
+
+
+def test_a_wrapper_of_gluons_batch_norm_is_told_the_parameter_shapes_differ():
+    detail = quiet_check(GluonWrapper, block=True)['output_shape'].detail
+    assert 'layer.gamma has shape (5,); the checker expects (1, 5)' in detail, detail
+
+
+def test_a_layer_given_to_the_function_checker_and_a_function_to_the_block_checker_are_sent_on():
+    with pytest.raises(TypeError, match=r'use check_batch_norm_block|check_batch_norm_block\('
+                                        r'BatchNorm\)'):
+        check_batch_norm(BatchNorm(3, 4))
+    with pytest.raises(TypeError, match=r'use the other checker: check_batch_norm\(batch_norm\)'):
+        check_batch_norm_block(batch_norm)

@@ -1,11 +1,13 @@
 """The scratch batch_norm against MXNet's own batch norm operator; the book's code against the
 scratch one. (What every BN layer promises, and the numerical gradients of the functions they
 call: tests/test_layer_contract.py.)"""
+import re
+
 import numpy as np
 import pytest
 from mxnet import autograd, nd
 
-from d2l_utils import (BatchNorm, BookBatchNorm, batch_norm, book_batch_norm, moving_average,
+from d2l_utils import (BatchNorm, BookBatchNorm, FastBatchNorm, batch_norm, book_batch_norm, moving_average,
                        param_shape)
 from helpers import (ATOL, EPS, MOMENTUM, RTOL, SHAPES, mxnet_op, random_input, random_params,
                      tiny_net, train_a_little)
@@ -122,3 +124,65 @@ def test_books_layer_starts_moving_var_at_zero_so_untrained_predictions_are_316_
         layer.initialize()
     ratio = np.abs(book(X).asnumpy()).mean() / np.abs(ours(X).asnumpy()).mean()
     assert ratio == pytest.approx(1 / np.sqrt(EPS), rel=1e-3)   # 1/sqrt(1e-5) ~ 316
+
+
+# ----------------------------------------------------------------------------- bad settings
+# (issue 17, docs review reliability.md rows 3.7-3.11, 3.13-3.16)
+
+@pytest.mark.parametrize('eps, momentum, error, words', [
+    (0, MOMENTUM, ValueError, 'eps must be > 0'),
+    (-1, MOMENTUM, ValueError, 'eps must be > 0'),
+    (EPS, 1.5, ValueError, 'momentum must be in [0, 1]'),
+    (EPS, -0.1, ValueError, 'momentum must be in [0, 1]'),
+    (EPS, None, TypeError, 'momentum must be a number'),
+    ('1e-5', MOMENTUM, TypeError, 'eps must be a number'),
+])
+def test_batch_norm_refuses_eps_and_momentum_that_give_nan_or_extrapolate(eps, momentum, error,
+                                                                           words):
+    X = nd.ones((8, 5))   # constant: with eps = 0 the variance 0 would give 0 / 0
+    with pytest.raises(error, match=re.escape(words)):
+        with autograd.record():
+            batch_norm(X, *random_params(X.shape), eps=eps, momentum=momentum)
+
+
+def test_a_momentum_set_on_the_layer_after_building_is_checked_when_it_trains():
+    layer = BatchNorm(3, 2)
+    layer.initialize()
+    layer.momentum = 1.5   # would extrapolate: moving_var turns negative within 3 steps
+    with pytest.raises(ValueError, match=r'momentum must be in \[0, 1\].*got 1.5'):
+        with autograd.record():
+            layer(random_input((4, 3)))
+
+
+@pytest.mark.parametrize('make', [lambda: BatchNorm(5, 2), lambda: FastBatchNorm(5, 2)],
+                         ids=['BatchNorm', 'FastBatchNorm'])
+def test_a_dense_batch_norm_refuses_to_train_on_a_batch_of_one(make):
+    layer = make()
+    layer.initialize()
+    X = random_input((1, 5))
+    with pytest.raises(ValueError, match=r'more than one value per feature.*\(1, 5\)'):
+        with autograd.record():
+            layer(X)
+    assert layer(X).shape == (1, 5)   # predicting one example is fine
+
+
+def test_a_conv_batch_norm_trains_on_one_image_its_positions_give_the_statistics():
+    layer = BatchNorm(6, 4)
+    layer.initialize()
+    with autograd.record():
+        Y = layer(random_input((1, 6, 4, 4)))
+    assert np.isfinite(Y.asnumpy()).all() and Y.asnumpy().std() > 0.5
+
+
+@pytest.mark.parametrize('num_features', [0, -3, 6.0, '6'])
+def test_batch_norm_layer_refuses_a_num_features_that_is_not_a_positive_integer(num_features):
+    with pytest.raises(ValueError, match='num_features must be a positive integer.*got %s'
+                       % re.escape(repr(num_features))):
+        BatchNorm(num_features, 4)
+
+
+def test_batch_norm_given_a_numpy_input_says_to_convert_it():
+    # issue 17, reliability.md row 3.6: MXNet's own error prints the whole array
+    params = random_params((8, 5))
+    with pytest.raises(TypeError, match=r'got X as a ndarray\. Convert it with nd\.array'):
+        batch_norm(np.ones((8, 5), dtype=np.float32), *params, eps=EPS, momentum=MOMENTUM)

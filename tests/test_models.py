@@ -132,3 +132,9 @@ def test_unknown_bn_position_or_part_is_rejected():
         lenet(bn='gluon', bn_position='before')
     with pytest.raises(ValueError, match="'conv', 'dense'"):
         lenet(bn='gluon', bn_in=('conv', 'pool'))
+
+
+def test_lenet_refuses_a_misspelt_activation_when_built_not_at_the_first_forward():
+    # issue 17, reliability.md row 3.25
+    with pytest.raises(ValueError, match=r"activation must be one of .*'sigmoid'.*got 'sigmod'"):
+        lenet(activation='sigmod')

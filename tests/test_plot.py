@@ -147,3 +147,24 @@ def test_use_svg_display_registers_svg_output_in_a_real_ipython_shell(tmp_path, 
         assert Figure in svg.type_printers
     finally:
         InteractiveShell.clear_instance()
+
+
+# --- bad input (issue 17, reliability.md row 6.5)
+
+def test_plot_history_of_none_says_what_it_expects():
+    with pytest.raises(TypeError, match=r'expects a History returned by train\(\).*got None'):
+        plot.plot_history(None)
+
+
+@pytest.mark.parametrize('rows, cols', [(0, 0), (2, 0), (1.5, 2)])
+def test_show_images_refuses_a_grid_without_cells(rows, cols):
+    with pytest.raises(ValueError, match='must be a positive integer'):
+        plot.show_images(np.zeros((4, 28, 28)), rows, cols)
+
+
+@pytest.mark.parametrize('figsize, error', [('big', TypeError), ((0, 2), ValueError)])
+def test_set_figsize_refuses_what_is_not_a_positive_width_and_height(figsize, error):
+    before = plt.rcParams['figure.figsize']
+    with pytest.raises(error, match='set_figsize'):
+        plot.set_figsize(figsize)
+    assert plt.rcParams['figure.figsize'] == before

@@ -8,7 +8,8 @@ import mxnet as mx
 from mxnet import autograd, gluon, init, nd
 from mxnet.gluon import nn
 
-from d2l_utils import (ArrayDataIter, History, NonFiniteLossError, evaluate_accuracy,
+from d2l_utils import (ArrayDataIter, History, NonFiniteLossError, NonFiniteParameterError,
+                       evaluate_accuracy,
                        first_nonfinite_layer, lenet, load_data_fashion_mnist, restoring_state,
                        set_seed, train, train_ch5)
 from helpers import fresh_lenet, moving_statistics
@@ -290,3 +291,139 @@ def test_training_continued_from_a_later_epoch_numbers_its_rows_and_errors_from_
                   first_epoch=6)
     with pytest.raises(ValueError, match='first_epoch must be a positive integer'):
         train(net, small_data[0], small_data[1], trainer, first_epoch=0)
+
+
+# ----------------------------------------------------------------------------- bad input and faults
+# (issue 17; docs/reviews reliability.md rows 2.2-2.7, 2.13-2.17, 2.24-2.27)
+
+@pytest.fixture(scope='module')
+def tiny_data():
+    return load_data_fashion_mnist(64, train_subset=256, test_subset=128, seed=0)
+
+
+def train_fresh(net, train_iter, test_iter, epochs=1, lr=0.9, ctx=None, **kwargs):
+    set_seed(0)
+    net.initialize(init.Xavier(), ctx=ctx)
+    trainer = gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': lr})
+    return train(net, train_iter, test_iter, trainer, ctx, epochs, progress=False,
+                 verbose=False, **kwargs)
+
+
+def dense_net(outputs):
+    net = nn.Sequential()
+    net.add(nn.Dense(64, activation='relu'), nn.Dense(outputs))
+    return net
+
+
+def test_one_nan_pixel_stops_training_at_the_update_that_makes_conv_weights_nan(tiny_data):
+    train_iter, test_iter = tiny_data
+    batches = [(X.copy(), y) for X, y in train_iter]
+    batches[0][0][0, 0, 0, 0] = np.nan   # max pooling keeps the loss finite
+    net = lenet()
+    with pytest.raises(NonFiniteParameterError,
+                       match=r'parameter conv\d+_weight on cpu\(0\) is NaN.*epoch 1, batch 1 of '
+                             r'4.*input batch had non-finite values'):
+        train_fresh(net, batches, test_iter)
+    assert issubclass(NonFiniteParameterError, NonFiniteLossError)
+
+
+def test_evaluate_accuracy_refuses_a_net_with_nan_weights(tiny_data):
+    _, test_iter = tiny_data
+    net = lenet()
+    net.initialize(init.Xavier())
+    net(next(iter(test_iter))[0])
+    conv_weight = net[0].weight.data()
+    conv_weight[0, 0, 0, 0] = np.nan
+    with pytest.raises(NonFiniteParameterError, match=r'parameter conv\d+_weight on cpu\(0\)'):
+        evaluate_accuracy(test_iter, net)
+
+
+@pytest.mark.parametrize('outputs', [5, 1])
+def test_an_output_layer_narrower_than_the_labels_is_refused(tiny_data, outputs):
+    with pytest.raises(ValueError, match=r'the net has %d outputs, so labels must be integers in '
+                                         r'\[0, %d\); the first batch has labels from 0 to 9'
+                                         % (outputs, outputs)):
+        train_fresh(dense_net(outputs), *tiny_data)
+
+
+def test_a_wider_output_layer_still_trains(tiny_data):
+    assert len(train_fresh(dense_net(20), *tiny_data)) == 1
+
+
+def test_labels_counted_from_one_are_refused(tiny_data):
+    train_iter, test_iter = tiny_data
+    with pytest.raises(ValueError, match=r'labels from 1 to 10.*y - 1'):
+        train_fresh(dense_net(10), [(X, y + 1) for X, y in train_iter], test_iter)
+
+
+def test_one_hot_labels_and_numpy_batches_are_refused_before_training(tiny_data):
+    train_iter, test_iter = tiny_data
+    with pytest.raises(ValueError, match=r'class indices of shape \(batch,\) = \(64,\); got '
+                                         r'shape \(64, 10\).*argmax'):
+        train_fresh(dense_net(10), [(X, nd.one_hot(y, 10)) for X, y in train_iter], test_iter)
+    with pytest.raises(TypeError, match=r'pair \(X, y\) of NDArrays; got \(ndarray, ndarray\)'):
+        train_fresh(dense_net(10), [(X.asnumpy(), y.asnumpy()) for X, y in train_iter],
+                    test_iter)
+
+
+def test_an_empty_training_iterator_is_refused(tiny_data):
+    with pytest.raises(ValueError, match='train_iter gave no batches in epoch 1'):
+        train_fresh(dense_net(10), [], tiny_data[1])
+
+
+def test_a_one_shot_generator_for_two_epochs_is_refused_before_training(tiny_data):
+    train_iter, test_iter = tiny_data
+    with pytest.raises(ValueError, match='one-shot iterator.*first of the 2 epochs'):
+        train_fresh(dense_net(10), ((X, y) for X, y in train_iter), test_iter, epochs=2)
+    # for one epoch a generator is fine
+    assert len(train_fresh(dense_net(10), ((X, y) for X, y in train_iter), test_iter)) == 1
+
+
+@pytest.mark.parametrize('epochs', [0, -1, 1.5, '1'])
+def test_num_epochs_must_be_a_positive_integer(tiny_data, epochs):
+    with pytest.raises(ValueError, match=r'num_epochs must be a positive integer.*got %s'
+                                         % re.escape(repr(epochs))):
+        train_fresh(dense_net(10), *tiny_data, epochs=epochs)
+
+
+def test_a_missing_trainer_is_refused_before_training(tiny_data):
+    net = dense_net(10)
+    net.initialize()
+    with pytest.raises(TypeError, match='trainer must be a gluon.Trainer.*got None'):
+        train(net, *tiny_data, None, mx.cpu(), 1, progress=False)
+
+
+def test_a_gpu_that_cannot_run_is_named_with_advice_that_fits(tiny_data):
+    if mx.context.num_gpus() > 0:
+        pytest.skip('this machine has a GPU MXNet can see')
+    net = dense_net(10)
+    net.initialize(ctx=mx.cpu())
+    trainer = gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': 0.1})
+    with pytest.raises(ValueError, match=r'ctx includes gpu\(0\), which cannot run here: .*'
+                                         r'try_all_gpus\(\)') as error:
+        train(net, *tiny_data, trainer, [mx.cpu(), mx.gpu(0)], 1, progress=False)
+    assert 'net.initialize(ctx=[cpu(0), gpu(0)])' not in str(error.value)
+
+
+@pytest.mark.parametrize('seed', ['abc', -1, 2 ** 32, 1.5])
+def test_set_seed_refuses_a_bad_seed_before_seeding_anything(seed):
+    import random
+    state = random.getstate()
+    with pytest.raises(ValueError, match=r'seed must be an integer in \[0, 2\*\*32 - 1\]'):
+        set_seed(seed)
+    assert random.getstate() == state   # no partial seeding
+
+
+def test_restoring_state_of_a_net_that_has_not_seen_a_batch_puts_back_the_initial_statistics(
+        tiny_data):
+    net = lenet(bn='gluon')
+    net.initialize(init.Xavier())
+    X = next(iter(tiny_data[0]))[0]
+    with restoring_state(net):
+        with autograd.record():
+            net(X).sum().backward()   # nn.BatchNorm updates its running statistics here
+    for name, param in net.collect_params().items():
+        if 'running_mean' in name:
+            assert (param.data().asnumpy() == 0).all(), name
+        if 'running_var' in name:
+            assert (param.data().asnumpy() == 1).all(), name

@@ -7,6 +7,7 @@ and runs them with ``subject.run(instance, case, mode)`` in one of the ``MODES``
 ``Failure`` with the message a learner reads when the property does not hold.
 """
 import contextlib
+import inspect
 
 import numpy as np
 import mxnet as mx
@@ -15,8 +16,9 @@ from mxnet import autograd, gluon, nd
 from ..layers import BatchNorm, batch_norm, param_shape
 
 __all__ = ['BlockInstance', 'Case', 'EPS', 'Failure', 'FunctionInstance', 'MODES', 'MOMENTUM',
-           'RECORDING_MODES', 'SECOND_DEVICE', 'SHAPES', 'Subject', 'cases', 'close', 'describe',
-           'exception_cause', 'fmt', 'run', 'stat_axes', 'worst']
+           'RECORDING_MODES', 'SECOND_DEVICE', 'SHAPES', 'Subject', 'cases', 'check_unchanged',
+           'close', 'constructor_problem', 'describe', 'exception_cause', 'fmt', 'looks_like_function',
+           'run', 'stat_axes', 'worst']
 
 EPS, MOMENTUM = 1e-5, 0.9
 SHAPES = ((8, 5), (4, 3, 5, 5))
@@ -105,10 +107,22 @@ def run(instance, x, mode, head=None, ctx=None):
             raise Failure('expected Y to be an NDArray; got %s. Likely cause: the code returns '
                           'something other than the normalized input.' % type(Y).__name__)
         loss = None if head is None else (Y * nd.array(head, ctx=ctx)).sum()
+    check_unchanged('X', X, x, 'in %s mode' % mode)
     if loss is None:
         return Y.asnumpy()
     loss.backward()
     return Y.asnumpy(), X.grad.asnumpy()
+
+
+def check_unchanged(name, array, original, when):
+    """Raise Failure if ``array`` (an NDArray passed to the learner's code) no longer holds
+    ``original`` (numpy): the code wrote into its input."""
+    if not np.array_equal(array.asnumpy(), original, equal_nan=True):
+        raise Failure('%s the code changed its input %s in place (e.g. %s[:] = ..., or '
+                      '%s -= mean); its values after the call differ from those passed in. Batch '
+                      'norm must leave %s as it was: the caller still uses it. Likely cause: an '
+                      'in-place write; compute a new array instead (X_centered = X - mean).'
+                      % (when, name, name, name, name))
 
 
 class FunctionInstance:
@@ -127,7 +141,10 @@ class FunctionInstance:
         self.beta.attach_grad()
 
     def forward(self, X):
+        gamma, beta = self.gamma.asnumpy(), self.beta.asnumpy()
         out = self.fn(X, self.gamma, self.beta, self.moving_mean, self.moving_var, EPS, MOMENTUM)
+        check_unchanged('gamma', self.gamma, gamma, 'when called')
+        check_unchanged('beta', self.beta, beta, 'when called')
         if not (isinstance(out, (tuple, list)) and len(out) == 3):
             raise Failure('expected the function to return (Y, moving_mean, moving_var); got %s. '
                           'Likely cause: a missing or incomplete return statement.'
@@ -184,6 +201,14 @@ class BlockInstance:
     def set(self, name, value):
         current = self.attr(name)
         if isinstance(current, gluon.Parameter):
+            shape = tuple(current.shape)
+            if 0 not in shape and shape != value.shape:
+                raise Failure('layer.%s has shape %s; the checker expects %s for an input with '
+                              '%d features/channels: (1, D) after Dense, (1, C, 1, 1) after Conv2D, '
+                              'as the course\'s BatchNorm has. Likely cause: a layer built on '
+                              'Gluon\'s nn.BatchNorm (its parameters have shape (C,)); the '
+                              'checker checks a batch norm written from scratch.'
+                              % (name, shape, value.shape, value.shape[1]))
             current.set_data(nd.array(value))
         elif isinstance(current, nd.NDArray):
             setattr(self.block, name, nd.array(value, ctx=current.context))
@@ -266,9 +291,62 @@ def worst(a, b):
     return np.unravel_index(np.argmax(diff), diff.shape)
 
 
+def constructor_problem(cls):
+    """Why ``cls(num_features, num_dims)`` cannot build the layer meant, or None.
+
+    Gluon's ``nn.BatchNorm(5, 2)`` is accepted by Python but means axis=5, momentum=2, so every
+    property would fail blaming shapes; a constructor that cannot take two positional
+    arguments fails with Python's message, which does not say what the checker calls.
+    """
+    try:
+        signature = inspect.signature(cls)
+    except (TypeError, ValueError):   # no signature to read (a builtin): just try it
+        return None
+    name = getattr(cls, '__name__', repr(cls))
+    positional = [p.name for p in signature.parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if {'axis', 'momentum', 'in_channels'} & set(positional[:2]):
+        first = positional[:2]
+        return ('%s(%s, ...) takes %s first, so the checker\'s cls(5, 2) would mean %s. The '
+                'checker builds layers as cls(num_features, num_dims), like the course\'s '
+                'BatchNorm. Likely cause: this is (or wraps) Gluon\'s nn.BatchNorm, the reference '
+                'the course compares with, not a layer to check; a wrapper needs the constructor '
+                '(num_features, num_dims).'
+                % (name, ', '.join(first), ' and '.join(first),
+                   ', '.join('%s=%d' % (n, v) for n, v in zip(first, (5, 2)))))
+    try:
+        signature.bind(5, 2)
+    except TypeError as error:
+        return ('%s%s cannot be called as cls(num_features, num_dims), e.g. cls(5, 2): %s. The '
+                'checker builds every layer that way.' % (name, signature, error))
+    return None
+
+
+def looks_like_function(target):
+    """True if ``target`` is a function (not a class) taking batch_norm's 7 arguments."""
+    if isinstance(target, type):
+        return False
+    try:
+        inspect.signature(target).bind(*range(7))
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 def exception_cause(exc):
     """The likely cause of an exception raised by the learner's code, one sentence."""
     text = str(exc)
+    if isinstance(exc, SystemExit):
+        return ('the code calls sys.exit() or exit(), which would end the program (or stop the '
+                'notebook cell); return the results instead.')
+    if 'Assigning to NDArrays that are already in a computational graph' in text:
+        return ('an in-place write (X -= mean, x[:] = ...) to an array the recorded graph uses: '
+                'compute a new array (X_centered = X - mean), and write the moving statistics '
+                'under autograd.pause().')
+    if 'float64' in text or 'float16' in text or 'dtype' in text:
+        return ('the dtypes do not match: Y (and the statistics) must have X\'s dtype (float32 '
+                'here); an array created with dtype=\'float64\' or from numpy float64 values '
+                'changes it (nd.array(..., dtype=X.dtype), or .astype(X.dtype)).')
     if 'GPU' in text or 'gpu' in text:
         return ('arrays are created on a GPU (ctx=mx.gpu()) and this machine has none: create '
                 'the moving statistics as Parameters (self.params.get(..., grad_req=\'null\')) '

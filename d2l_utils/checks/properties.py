@@ -15,8 +15,8 @@ import mxnet as mx
 from mxnet import gluon
 
 from ..errors import short_message
-from .harness import (MOMENTUM, EPS, SECOND_DEVICE, Case, Failure, cases, close, describe, fmt,
-                      run, stat_axes, worst)
+from .harness import (MOMENTUM, EPS, SECOND_DEVICE, Case, Failure, cases, close,
+                      constructor_problem, describe, fmt, run, stat_axes, worst)
 
 __all__ = ['BLOCK_PROPERTIES', 'FUNCTION_PROPERTIES', 'PROPERTIES', 'Property', 'check_property']
 
@@ -41,6 +41,9 @@ def check_property(meaning, block_only=False):
                 'input',
                 block_only=True)
 def builds(subject):
+    problem = constructor_problem(subject.target)
+    if problem:
+        raise Failure(problem)
     for case in cases():
         inst = subject.fresh(case, set_stats=False, set_affine=False)
         subject.run(inst, case, 'training')

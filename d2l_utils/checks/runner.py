@@ -1,46 +1,97 @@
 """Running properties on a subject: each in isolation, its outcome a ``CheckResult``.
 
 ``run_property`` is the one place a property's code (and so the learner's code) runs: whatever
-it raises becomes a failed result, never a crash of the checker. A time limit per property, or
-catching more than ``Exception``, belongs there.
+it raises (``SystemExit`` too) becomes a failed result, never a crash of the checker, and it
+runs under a time limit. The limit needs a thread: the property runs in a daemon thread that
+the checker waits for at most ``time_limit`` seconds. Python cannot stop a thread, so code that
+never returns keeps running in the background (using a core) until the process or the Jupyter
+kernel restarts; the report says so, and the remaining properties are not run (they would hang
+too). A subprocess could be killed, but it would have to import MXNet again and could not run a
+learner's function defined in a notebook cell.
 """
+import os
+import threading
+import traceback
+
 from ..errors import short_message
 from .harness import Failure, exception_cause
 from .properties import PROPERTIES
 from .report import CheckReport, CheckResult
 
-__all__ = ['run_checks', 'run_property', 'target_name']
+__all__ = ['TIME_LIMIT', 'learner_location', 'run_checks', 'run_property', 'target_name']
+
+# seconds per property; every property of a correct batch norm finishes in well under a second
+TIME_LIMIT = 60.0
+
+PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run_property(name, subject):
-    """Run the property ``name`` on ``subject``; return its ``CheckResult``."""
+def learner_location(exc):
+    """' (at cell.py, line 3, in my_bn: var = ...)' for the innermost traceback frame outside
+    MXNet and this package (the learner's line), or '' if there is none."""
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        path = os.path.abspath(frame.filename)
+        if (frame.filename == '<string>'   # MXNet's generated operator functions
+                or path.startswith(PACKAGE_DIR) or '%smxnet%s' % (os.sep, os.sep) in path):
+            continue
+        code = ': %s' % frame.line if frame.line else ''
+        return ' (at %s, line %d, in %s%s)' % (os.path.basename(frame.filename), frame.lineno,
+                                               frame.name, code)
+    return ''
+
+
+def run_property(name, subject, time_limit=TIME_LIMIT):
+    """Run the property ``name`` on ``subject`` in a thread, for at most ``time_limit`` seconds;
+    return its ``CheckResult`` (a property that did not finish has a detail starting with
+    'did not finish')."""
     prop = PROPERTIES[name]
     subject.where = ''
-    try:
-        prop.check(subject)
-    except Failure as failure:
-        return CheckResult(name, False, str(failure))
-    except Exception as exc:   # the learner's code raised: report it, never crash
+    outcome = []
+
+    def target():
+        try:
+            prop.check(subject)
+        except BaseException as exc:   # SystemExit from learner code too: report, never crash
+            outcome.append(exc)
+        else:
+            outcome.append(None)
+
+    thread = threading.Thread(target=target, name='check ' + name, daemon=True)
+    thread.start()
+    thread.join(time_limit)
+    if thread.is_alive():
         where = subject.where or 'running this property'
-        return CheckResult(name, False, '%s: raised %s: %s. Likely cause: %s'
-                           % (where, type(exc).__name__, short_message(exc, 200),
-                              exception_cause(exc)))
-    return CheckResult(name, True, prop.meaning)
+        return CheckResult(name, False, 'did not finish within %g s %s. Likely cause: a loop that '
+                           'never ends (while True, or a loop whose condition never changes). '
+                           'Python cannot stop it: it keeps running in the background until you '
+                           'restart the kernel.' % (time_limit, where))
+    exc = outcome[0]
+    if exc is None:
+        return CheckResult(name, True, prop.meaning)
+    if isinstance(exc, Failure):
+        return CheckResult(name, False, str(exc))
+    where = subject.where or 'running this property'
+    return CheckResult(name, False, '%s: raised %s: %s%s. Likely cause: %s'
+                       % (where, type(exc).__name__, short_message(exc, 200) or '(no message)',
+                          learner_location(exc), exception_cause(exc)))
 
 
-def run_checks(subject, properties, title, verbose):
+def run_checks(subject, properties, title, verbose, time_limit=TIME_LIMIT):
     """Run ``properties`` ((name, meaning) pairs) in order on ``subject``; return a CheckReport,
-    printed first if ``verbose``. When a layer cannot be built ('builds' fails), the other
-    properties are reported as not checked."""
+    printed first if ``verbose``. When a layer cannot be built ('builds' fails) or a property
+    does not finish in ``time_limit`` seconds, the other properties are reported as not
+    checked."""
     results = []
-    blocked = None   # set when the layer cannot be built: the other properties cannot run
+    blocked = None   # why the remaining properties cannot run
     for name, _ in properties:
         if blocked:
-            results.append(CheckResult(name, False, 'not checked: %s (see builds).' % blocked))
+            results.append(CheckResult(name, False, 'not checked: %s.' % blocked))
             continue
-        results.append(run_property(name, subject))
+        results.append(run_property(name, subject, time_limit))
         if name == 'builds' and not results[-1].passed:
-            blocked = 'the layer could not be built and run'
+            blocked = 'the layer could not be built and run (see builds)'
+        elif results[-1].detail.startswith('did not finish'):
+            blocked = '%s did not finish, and this code would not either' % name
     report = CheckReport(title, results)
     if verbose:
         print(report)
