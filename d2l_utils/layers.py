@@ -91,9 +91,10 @@ def check_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var, eps=None, m
     (1, C, 1, 1), X's dtype. Shape and dtype checks only: they read metadata, so they cost no
     computation and no sync (about 20 microseconds a call).
     eps, momentum: when given (``batch_norm`` passes them), also checks them
-    (``check_batch_norm_settings``) and, in training mode, that X holds more than one value per
-    feature/channel: the statistics of one value give Y = beta exactly and no gradient (PyTorch
-    refuses this too). A layer whose statistics span several arrays (``CrossDeviceBatchNorm``,
+    (``check_batch_norm_settings``) and, when training (inside ``autograd.record()``), that X
+    holds more than one value per feature/channel: the statistics of one value give Y = beta
+    exactly and no gradient (PyTorch refuses this too). A training-mode forward that records
+    nothing (``autograd.train_mode()``, to look at what batch statistics do) is allowed. A layer whose statistics span several arrays (``CrossDeviceBatchNorm``,
     one part per device) checks each part without them.
     """
     for name, array in (('X', X), ('gamma', gamma), ('beta', beta), ('moving_mean', moving_mean),
@@ -119,7 +120,7 @@ def check_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var, eps=None, m
     if eps is None and momentum is None:
         return
     check_batch_norm_settings(eps, momentum)
-    if autograd.is_training() and int(np.prod(shape)) == shape[1]:
+    if autograd.is_recording() and autograd.is_training() and int(np.prod(shape)) == shape[1]:
         raise ValueError(
             'batch_norm in training mode needs more than one value per %s to compute batch '
             'statistics; got X of shape %s, so Y would be exactly beta and no gradient would '

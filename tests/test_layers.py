@@ -164,6 +164,8 @@ def test_a_dense_batch_norm_refuses_to_train_on_a_batch_of_one(make):
         with autograd.record():
             layer(X)
     assert layer(X).shape == (1, 5)   # predicting one example is fine
+    with autograd.train_mode():       # and so is looking at batch statistics without training:
+        np.testing.assert_array_equal(layer(X).asnumpy(), layer.beta.data().asnumpy())   # beta
 
 
 def test_a_conv_batch_norm_trains_on_one_image_its_positions_give_the_statistics():
