@@ -199,8 +199,9 @@ def remove_stale_parts(folder, max_age=None):
     return removed
 
 
-class _RecordingHTTPConnection(http.client.HTTPConnection):
-    """An HTTPConnection that appends its socket to the list ``sockets`` once connected."""
+class _SocketRecorder:
+    """Mixin for an HTTP(S)Connection: appends its socket to the list ``sockets`` once connected
+    (so a deadline can shut the socket down and wake a read that is stuck)."""
 
     def __init__(self, *args, sockets, **kwargs):
         super().__init__(*args, **kwargs)
@@ -211,16 +212,12 @@ class _RecordingHTTPConnection(http.client.HTTPConnection):
         self.recorded_sockets.append(self.sock)
 
 
-class _RecordingHTTPSConnection(http.client.HTTPSConnection):
-    """An HTTPSConnection that appends its socket to the list ``sockets`` once connected."""
+class _RecordingHTTPConnection(_SocketRecorder, http.client.HTTPConnection):
+    pass
 
-    def __init__(self, *args, sockets, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.recorded_sockets = sockets
 
-    def connect(self):
-        super().connect()
-        self.recorded_sockets.append(self.sock)
+class _RecordingHTTPSConnection(_SocketRecorder, http.client.HTTPSConnection):
+    pass
 
 
 def _open(url, timeout, sockets):
