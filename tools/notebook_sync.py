@@ -338,24 +338,18 @@ def write_to_notebooks(notebook_paths, root=ROOT):
 
 def main(argv, root=ROOT):
     notebooks = sorted((pathlib.Path(root) / 'notebooks').glob('*.ipynb'))
-    if '--to-notebooks' in argv:
-        try:
-            done = write_to_notebooks(notebooks, root)
-        except SyncError as err:
-            print('notebook_sync: %s' % err, file=sys.stderr)
-            return 2
-        for nb_name, name in done:
-            print('updated %s: %s' % (nb_name, name))
-        return 0
-    if '--write' in argv:
-        try:
-            done = write_back(notebooks, root)
-        except SyncError as err:
-            print('notebook_sync: %s' % err, file=sys.stderr)
-            return 2
-        for module_name, name in done:
-            print('updated d2l_utils/%s.py: %s' % (module_name, name))
-        return 0
+    writes = {'--to-notebooks': (write_to_notebooks, 'updated %s: %s'),
+              '--write': (write_back, 'updated d2l_utils/%s.py: %s')}
+    for flag, (write, done_line) in writes.items():
+        if flag in argv:
+            try:
+                done = write(notebooks, root)
+            except SyncError as err:
+                print('notebook_sync: %s' % err, file=sys.stderr)
+                return 2
+            for where, name in done:
+                print(done_line % (where, name))
+            return 0
     problems = ['%s: %s differs from d2l_utils/%s.py (edit one of them; --write copies the '
                 'notebook\'s version into the package)' % (nb_name, name, module_name)
                 for nb_name, module_name, name in drift(notebooks, root)]
