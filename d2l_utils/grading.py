@@ -27,6 +27,7 @@ from mxnet import autograd, gluon, init, nd
 from mxnet.gluon import nn
 
 from .checks import CheckReport, CheckResult, check_batch_norm, check_batch_norm_block
+from .checks.runner import TIME_LIMIT, call_with_time_limit, did_not_finish
 from .data import load_data_fashion_mnist
 from .gradient_check import numerical_gradient, relative_error
 from .layers import batch_norm
@@ -421,26 +422,35 @@ def _backward_numerical(fn):
                                            'constant array): keep X\'s dtype throughout.'))
 
 
-def check_batch_norm_backward(fn, verbose=True):
+def check_batch_norm_backward(fn, verbose=True, time_limit=TIME_LIMIT):
     """Check a closed-form batch-norm backward pass against autograd and numerical gradients.
 
     fn(dY, X, gamma, eps) -> (dX, dgamma, dbeta): the gradients of a loss in training mode
     (batch statistics, biased variance) given dY = d loss / dY. X and dY (N, D) or
     (N, C, H, W); gamma, dgamma, dbeta (1, D) or (1, C, 1, 1). Runs ``BACKWARD_PROPERTIES``:
     float32 inputs (8, 5) and (4, 3, 3, 3) against autograd through ``d2l_utils.batch_norm``,
-    and float64 inputs (6, 3) and (2, 2, 3, 3) against central differences. Prints the table
-    if verbose; returns a CheckReport.
+    and float64 inputs (6, 3) and (2, 2, 3, 3) against central differences. Each property runs
+    for at most ``time_limit`` seconds; after one that does not finish, the others are reported
+    as not checked (they would hang too). Prints the table if verbose; returns a CheckReport.
     """
     if not callable(fn) or isinstance(fn, type):
         raise TypeError('check_batch_norm_backward expects a function fn(dY, X, gamma, eps) '
                         'returning (dX, dgamma, dbeta); got %r.' % (fn,))
     results = []
+    blocked = None   # the property that did not finish
     for name, meaning in BACKWARD_PROPERTIES:
-        try:
-            _backward_prop(fn, name)
-        except _Fail as failure:
-            results.append(CheckResult(name, False, str(failure)))
-        except Exception as exc:   # the learner's code raised: report it, never crash
+        if blocked:
+            results.append(CheckResult(name, False, 'not checked: %s did not finish, and this '
+                                                    'code would not either.' % blocked))
+            continue
+        finished, exc = call_with_time_limit(lambda: _backward_prop(fn, name), time_limit)
+        if not finished:
+            blocked = name
+            results.append(CheckResult(name, False, did_not_finish(
+                time_limit, 'calling %s' % _target_name(fn))))
+        elif isinstance(exc, _Fail):
+            results.append(CheckResult(name, False, str(exc)))
+        elif exc is not None:   # the learner's code raised: report it, never crash
             text = str(exc).strip().splitlines()
             results.append(CheckResult(name, False, 'raised %s: %s. Likely cause: an error '
                                           'in the code on this input; the message says where.'

@@ -1,4 +1,7 @@
 """d2l_utils.grading: scores, graded checks and their messages; backward checker; recalibration."""
+import threading
+import time
+
 import numpy as np
 import pytest
 from mxnet import autograd, gluon, init, nd
@@ -75,6 +78,24 @@ def test_the_backward_checker_passes_the_closed_form_and_names_a_missing_term():
     report = check_batch_norm_backward(without_variance_term, verbose=False)
     assert report.failed() == ['dX_2d', 'dX_4d', 'float64_numerical']
     assert "the variance's term is missing" in report['dX_2d'].detail
+
+
+def test_a_backward_that_never_returns_is_reported_within_the_time_limit():
+    stop = threading.Event()
+
+    def hangs(dY, X, gamma, eps):
+        while not stop.is_set():   # a loop whose condition never changes, until the test ends
+            time.sleep(0.01)
+
+    try:
+        report = check_batch_norm_backward(hangs, verbose=False, time_limit=0.5)
+    finally:
+        stop.set()
+    first = report.results[0]
+    assert first.detail.startswith('did not finish within 0.5 s calling hangs')
+    assert all(r.detail.startswith('not checked: %s did not finish' % first.name)
+               for r in report.results[1:])
+    assert report.failed() == [r.name for r in report.results]
 
 
 def trained_lenet(bn, seed=0):

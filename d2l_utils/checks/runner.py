@@ -18,7 +18,8 @@ from .harness import Failure, exception_cause
 from .properties import PROPERTIES
 from .report import CheckReport, CheckResult
 
-__all__ = ['TIME_LIMIT', 'learner_location', 'run_checks', 'run_property', 'target_name']
+__all__ = ['TIME_LIMIT', 'call_with_time_limit', 'did_not_finish', 'learner_location', 'run_checks',
+           'run_property', 'target_name']
 
 # seconds per property; every property of a correct batch norm finishes in well under a second
 TIME_LIMIT = 60.0
@@ -40,32 +41,49 @@ def learner_location(exc):
     return ''
 
 
+def call_with_time_limit(function, time_limit=TIME_LIMIT):
+    """Call ``function()`` in a daemon thread and wait at most ``time_limit`` seconds.
+
+    Returns (finished, exc): finished False if it was still running at the limit (it goes on
+    in the background; Python cannot stop a thread); exc what it raised (any BaseException,
+    SystemExit from learner code too), or None if it returned.
+    """
+    outcome = []
+
+    def target():
+        try:
+            function()
+        except BaseException as exc:   # report, never crash the checker
+            outcome.append(exc)
+        else:
+            outcome.append(None)
+
+    thread = threading.Thread(target=target, name='check ' + getattr(function, '__name__', ''),
+                              daemon=True)
+    thread.start()
+    thread.join(time_limit)
+    if thread.is_alive():
+        return False, None
+    return True, outcome[0]
+
+
+def did_not_finish(time_limit, where):
+    """The detail of a property that was still running after ``time_limit`` seconds."""
+    return ('did not finish within %g s %s. Likely cause: a loop that never ends (while True, '
+            'or a loop whose condition never changes). Python cannot stop it: it keeps running '
+            'in the background until you restart the kernel.' % (time_limit, where))
+
+
 def run_property(name, subject, time_limit=TIME_LIMIT):
     """Run the property ``name`` on ``subject`` in a thread, for at most ``time_limit`` seconds;
     return its ``CheckResult`` (a property that did not finish has a detail starting with
     'did not finish')."""
     prop = PROPERTIES[name]
     subject.where = ''
-    outcome = []
-
-    def target():
-        try:
-            prop.check(subject)
-        except BaseException as exc:   # SystemExit from learner code too: report, never crash
-            outcome.append(exc)
-        else:
-            outcome.append(None)
-
-    thread = threading.Thread(target=target, name='check ' + name, daemon=True)
-    thread.start()
-    thread.join(time_limit)
-    if thread.is_alive():
-        where = subject.where or 'running this property'
-        return CheckResult(name, False, 'did not finish within %g s %s. Likely cause: a loop that '
-                           'never ends (while True, or a loop whose condition never changes). '
-                           'Python cannot stop it: it keeps running in the background until you '
-                           'restart the kernel.' % (time_limit, where))
-    exc = outcome[0]
+    finished, exc = call_with_time_limit(lambda: prop.check(subject), time_limit)
+    if not finished:
+        return CheckResult(name, False, did_not_finish(time_limit,
+                                                       subject.where or 'running this property'))
     if exc is None:
         return CheckResult(name, True, prop.meaning)
     if isinstance(exc, Failure):
