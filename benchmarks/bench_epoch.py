@@ -38,6 +38,10 @@ CONFIGS = {
     'PyTorch, nn.BatchNorm2d/1d': ('torch', 'torch', False),
 }
 BATCH_SIZE, LR = 256, 1.0
+# Everything from this line on in the output file is written by hand (the analysis of the
+# numbers) and kept when the tables above it are regenerated.
+ANALYSIS_MARKER = ('<!-- Hand-written analysis below: bench_epoch.py keeps it when it rewrites '
+                   'the tables -->')
 RECALIBRATE_BATCHES = 50   # 12,800 training images for the recalibrated accuracy
 
 
@@ -241,6 +245,7 @@ def write_markdown(path, results, layers, args, load_before=None):
         for row in layers:
             lines.append('| %s | %s |' % ('x'.join(map(str, row['shape'])),
                                           ' | '.join('%.2f' % row[k] for k in labels)))
+    lines += ['', ANALYSIS_MARKER] + kept_analysis(path)
     # a finished table or none: write beside the target, then rename over it
     tmp = '%s.tmp%d' % (path, os.getpid())
     try:
@@ -250,6 +255,20 @@ def write_markdown(path, results, layers, args, load_before=None):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def kept_analysis(path):
+    """The lines after ANALYSIS_MARKER in the file at ``path`` (the hand-written analysis of an
+    earlier run), or [] if the file or the marker is missing. Regenerating the tables must not
+    wipe it; the analysis itself says which run its numbers come from."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except FileNotFoundError:
+        return []
+    if ANALYSIS_MARKER not in text:
+        return []
+    return text.split(ANALYSIS_MARKER, 1)[1].strip('\n').split('\n')
 
 
 def cpu_model():
