@@ -448,6 +448,13 @@ def train(net, train_iter, test_iter, trainer, ctx=None, num_epochs=1, loss=None
                     _check_labels(y, y_hats[0])
                 losses = [loss(y_hat, y_part).sum() for y_hat, y_part in zip(y_hats, ys)]
             autograd.backward(losses)
+            # queued before the read below, so the device computes them while Python waits
+            # there, instead of Python queueing them while the device idles after the read
+            for y_hat, y_part, part_loss in zip(y_hats, ys, losses):
+                loss_sum += part_loss.as_in_context(ctx[0])
+                correct += (y_hat.argmax(axis=1) == y_part.astype('float32')).sum().as_in_context(
+                    ctx[0])
+            n += X.shape[0]
             if check_finite:
                 # one read: this batch's losses and the parameter flag of the previous update
                 flag = last_step[3] if last_step else nd.zeros((1,), ctx=ctx[0])
@@ -469,11 +476,6 @@ def train(net, train_iter, test_iter, trainer, ctx=None, num_epochs=1, loss=None
                 if flag_arrays is None:
                     flag_arrays = _parameter_arrays(net, ctx)
                 last_step = (epoch, batch, X, _parameter_flag(net, ctx, flag_arrays))
-            for y_hat, y_part, part_loss in zip(y_hats, ys, losses):
-                loss_sum += part_loss.as_in_context(ctx[0])
-                correct += (y_hat.argmax(axis=1) == y_part.astype('float32')).sum().as_in_context(
-                    ctx[0])
-            n += X.shape[0]
             bar.update('epoch %d/%d' % (epoch, last_epoch), batch, num_batches or batch)
         if n == 0:
             bar.close()
