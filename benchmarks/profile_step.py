@@ -16,7 +16,7 @@ import time
 
 BN_CHOICES = ('gluon', 'scratch', 'fast', 'none')
 # none: imperative; layers: lenet()'s nn.Sequential hybridized (each layer its own graph);
-# graph: the same layers in an nn.HybridSequential, hybridized as one graph
+# graph: the same layers in an nn.HybridSequential, hybridized as one graph with static_alloc
 HYBRIDIZE_CHOICES = ('none', 'layers', 'graph')
 
 
@@ -36,7 +36,9 @@ def profile(bn, steps, warmup, batch_size=256, lr=1.0, hybridize='none'):
         net = gluon.nn.HybridSequential()
         net.add(*layers)
     net.initialize(init.Xavier(), ctx=ctx)
-    if hybridize != 'none':
+    if hybridize == 'graph':
+        net.hybridize(static_alloc=True)   # as bench_epoch.py's 'one graph, static_alloc' row
+    elif hybridize == 'layers':
         net.hybridize()
     trainer = gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': lr})
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
@@ -90,7 +92,8 @@ def main(argv=None):
     parser.add_argument('--hybridize', choices=HYBRIDIZE_CHOICES, default='none',
                         help='none: imperative; layers: net.hybridize() on lenet()\'s '
                              'nn.Sequential (one graph per layer); graph: the layers in an '
-                             'nn.HybridSequential, hybridized as one graph (needs bn gluon/none)')
+                             'nn.HybridSequential, hybridized as one graph with static_alloc=True '
+                             '(needs bn gluon/none)')
     parser.add_argument('--steps', type=int, default=20, help='profiled training steps')
     parser.add_argument('--warmup', type=int, default=3)
     parser.add_argument('--top', type=int, default=12, help='operators to list')
