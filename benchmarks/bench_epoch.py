@@ -26,18 +26,26 @@ import sys
 import time
 
 CONFIGS = {
-    # name: (data path, batch norm, hybridize)
+    # name: (data path, batch norm, hybridize: False, 'each layer' or 'one graph')
     'book path, book scratch BN': ('book', 'book_scratch', False),
     'book path, nn.BatchNorm': ('book', 'gluon', False),
     'd2l_utils, scratch BatchNorm': ('d2l_utils', 'scratch', False),
     'd2l_utils, FastBatchNorm': ('d2l_utils', 'fast', False),
     'd2l_utils, nn.BatchNorm': ('d2l_utils', 'gluon', False),
-    'd2l_utils, nn.BatchNorm, hybridized': ('d2l_utils', 'gluon', True),
+    # lenet() is an nn.Sequential: its hybridize() hybridizes each layer on its own
+    'd2l_utils, nn.BatchNorm, hybridized': ('d2l_utils', 'gluon', 'each layer'),
+    # the same layers in an nn.HybridSequential, hybridize(static_alloc=True): the whole net is
+    # one graph whose arrays are allocated once and reused
+    'd2l_utils, nn.BatchNorm, one graph, static_alloc': ('d2l_utils', 'gluon', 'one graph'),
     # PyTorch (CPU build, requirements-torch.txt): skipped when torch is not installed
     'PyTorch, scratch BatchNorm': ('torch', 'scratch', False),
     'PyTorch, nn.BatchNorm2d/1d': ('torch', 'torch', False),
 }
 BATCH_SIZE, LR = 256, 1.0
+# Everything from this line on in the output file is written by hand (the analysis of the
+# numbers) and kept when the tables above it are regenerated.
+ANALYSIS_MARKER = ('<!-- Hand-written analysis below: bench_epoch.py keeps it when it rewrites '
+                   'the tables -->')
 RECALIBRATE_BATCHES = 50   # 12,800 training images for the recalibrated accuracy
 
 
@@ -139,8 +147,21 @@ def run_mxnet_config(data_path, bn_kind, hybridize, train_subset, test_subset):
         def accuracy(net):
             return training.evaluate_accuracy(test_iter, net, ctx)
     net = models.lenet(bn=make_bn(bn_kind))
+    if hybridize == 'one graph':
+        # nn.Sequential.hybridize() only hybridizes each child (MXNet warns: "All children of
+        # this Sequential layer are HybridBlocks. Consider using HybridSequential"): one cached
+        # graph per layer, each called from Python. The same layers in a HybridSequential are
+        # one graph for the whole net.
+        layers = list(net)
+        net = gluon.nn.HybridSequential()
+        net.add(*layers)
     net.initialize(init.Xavier(), ctx=ctx)
-    if hybridize:
+    if hybridize == 'one graph':
+        # static_alloc: the graph's arrays are allocated at the first call and reused, not
+        # allocated and freed at every step (static_shape measured no further gain, and the
+        # last partial batch and the test batches have other shapes)
+        net.hybridize(static_alloc=True)
+    elif hybridize:
         net.hybridize()
     trainer = gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': LR})
     # the same fixed training batches for every MXNet row, whichever loader it trains with
@@ -151,6 +172,10 @@ def run_mxnet_config(data_path, bn_kind, hybridize, train_subset, test_subset):
         BATCH_SIZE, ctx=ctx, train_subset=train_subset, test_subset=test_subset, seed=0)[1]
 
     def recalibrated():
+        # recalibrate_batch_norm watches each BN layer run; inside one hybridized graph no
+        # layer runs on its own, so measure imperatively (after the timed epochs)
+        if hybridize == 'one graph':
+            net.hybridize(active=False)
         return training.recalibrated_accuracy(net, d2l_test_iter, recalibrate_iter,
                                               RECALIBRATE_BATCHES, ctx)
     return ((lambda: train_one_epoch(net, trainer)), (lambda: accuracy(net)), recalibrated,
@@ -228,7 +253,10 @@ def write_markdown(path, results, layers, args, load_before=None):
                  ('d2l_utils, FastBatchNorm', 'd2l_utils, nn.BatchNorm'),
                  ('d2l_utils, scratch BatchNorm', 'd2l_utils, nn.BatchNorm'),
                  ('d2l_utils, nn.BatchNorm, hybridized', 'd2l_utils, nn.BatchNorm'),
+                 ('d2l_utils, nn.BatchNorm, one graph, static_alloc',
+                  'd2l_utils, nn.BatchNorm'),
                  ('d2l_utils, nn.BatchNorm', 'PyTorch, nn.BatchNorm2d/1d'),
+                 ('d2l_utils, nn.BatchNorm, one graph, static_alloc', 'PyTorch, nn.BatchNorm2d/1d'),
                  ('d2l_utils, FastBatchNorm', 'PyTorch, scratch BatchNorm')):
         value = ratio(a, b)
         if value is not None:
@@ -241,6 +269,7 @@ def write_markdown(path, results, layers, args, load_before=None):
         for row in layers:
             lines.append('| %s | %s |' % ('x'.join(map(str, row['shape'])),
                                           ' | '.join('%.2f' % row[k] for k in labels)))
+    lines += ['', ANALYSIS_MARKER] + kept_analysis(path)
     # a finished table or none: write beside the target, then rename over it
     tmp = '%s.tmp%d' % (path, os.getpid())
     try:
@@ -250,6 +279,20 @@ def write_markdown(path, results, layers, args, load_before=None):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def kept_analysis(path):
+    """The lines after ANALYSIS_MARKER in the file at ``path`` (the hand-written analysis of an
+    earlier run), or [] if the file or the marker is missing. Regenerating the tables must not
+    wipe it; the analysis itself says which run its numbers come from."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except FileNotFoundError:
+        return []
+    if ANALYSIS_MARKER not in text:
+        return []
+    return text.split(ANALYSIS_MARKER, 1)[1].strip('\n').split('\n')
 
 
 def cpu_model():

@@ -3,6 +3,7 @@
     python benchmarks/profile_step.py                    # nn.BatchNorm, 20 steps of batch 256
     python benchmarks/profile_step.py --bn fast --steps 40
     python benchmarks/profile_step.py --bn scratch --top 15
+    python benchmarks/profile_step.py --hybridize graph    # the net as one hybridized graph
 
 Trains the benchmark's LeNet (same data, seed and hyperparameters as bench_epoch.py) for a few
 warm-up steps, then profiles ``--steps`` steps (forward, backward, SGD update) with MXNet's
@@ -14,9 +15,12 @@ import argparse
 import time
 
 BN_CHOICES = ('gluon', 'scratch', 'fast', 'none')
+# none: imperative; layers: lenet()'s nn.Sequential hybridized (each layer its own graph);
+# graph: the same layers in an nn.HybridSequential, hybridized as one graph with static_alloc
+HYBRIDIZE_CHOICES = ('none', 'layers', 'graph')
 
 
-def profile(bn, steps, warmup, batch_size=256, lr=1.0):
+def profile(bn, steps, warmup, batch_size=256, lr=1.0, hybridize='none'):
     """Return (wall ms per step, [(operator, total ms, calls)] sorted by total ms, descending)."""
     import mxnet as mx
     from mxnet import autograd, gluon, init, profiler
@@ -27,7 +31,15 @@ def profile(bn, steps, warmup, batch_size=256, lr=1.0):
     ctx = mx.cpu()
     bn_arg = {'gluon': 'gluon', 'scratch': 'scratch', 'fast': FastBatchNorm, 'none': None}[bn]
     net = models.lenet(bn=bn_arg)
+    if hybridize == 'graph':
+        layers = list(net)
+        net = gluon.nn.HybridSequential()
+        net.add(*layers)
     net.initialize(init.Xavier(), ctx=ctx)
+    if hybridize == 'graph':
+        net.hybridize(static_alloc=True)   # as bench_epoch.py's 'one graph, static_alloc' row
+    elif hybridize == 'layers':
+        net.hybridize()
     trainer = gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': lr})
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
     train_iter, _ = data.load_data_fashion_mnist(
@@ -77,16 +89,25 @@ def main(argv=None):
     parser.add_argument('--bn', choices=BN_CHOICES, default='gluon',
                         help='gluon: nn.BatchNorm; scratch: d2l_utils.BatchNorm; '
                              'fast: d2l_utils.FastBatchNorm; none: no batch norm')
+    parser.add_argument('--hybridize', choices=HYBRIDIZE_CHOICES, default='none',
+                        help='none: imperative; layers: net.hybridize() on lenet()\'s '
+                             'nn.Sequential (one graph per layer); graph: the layers in an '
+                             'nn.HybridSequential, hybridized as one graph with static_alloc=True '
+                             '(needs bn gluon/none)')
     parser.add_argument('--steps', type=int, default=20, help='profiled training steps')
     parser.add_argument('--warmup', type=int, default=3)
     parser.add_argument('--top', type=int, default=12, help='operators to list')
     args = parser.parse_args(argv)
     if args.steps < 1 or args.warmup < 0 or args.top < 1:
         parser.error('--steps and --top must be at least 1, --warmup at least 0')
-    wall_ms, rows = profile(args.bn, args.steps, args.warmup)
+    if args.hybridize != 'none' and args.bn in ('scratch', 'fast'):
+        parser.error('--hybridize %s needs --bn gluon or none: the scratch layers are nn.Blocks, '
+                     'which cannot be hybridized' % args.hybridize)
+    wall_ms, rows = profile(args.bn, args.steps, args.warmup, hybridize=args.hybridize)
     profiled = sum(total for _, total, _ in rows)   # all operators, not only the listed ones
-    print('LeNet, bn=%s, batch 256: %.1f ms per training step (wall, %d steps)'
-          % (args.bn, wall_ms, args.steps))
+    print('LeNet, bn=%s, batch 256: %.1f ms per training step (wall, %d steps)%s'
+          % (args.bn, wall_ms, args.steps,
+             '' if args.hybridize == 'none' else ', hybridized (%s)' % args.hybridize))
     print('operators in total: %.1f ms per step (they overlap with Python work and each other)'
           % (profiled / args.steps))
     print('%-40s %10s %8s %7s' % ('operator', 'ms/step', 'calls', 'share'))

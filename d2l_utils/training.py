@@ -62,15 +62,12 @@ def first_nonfinite_parameter(net):
     return None
 
 
-def _parameter_flag(net, ctx):
-    """A (1,) NDArray on ctx[0], non-finite iff (almost always) a parameter is non-finite.
-
-    One fused sum of squares over every parameter per device (``nd.multi_sum_sq``); nothing is
-    read here, so the guard adds no device sync of its own: the flag is read with the next loss.
-    A sum of squares can overflow for finite weights above ~1e19; ``first_nonfinite_parameter``
-    then finds none and training goes on.
-    """
-    flags = []
+def _parameter_arrays(net, ctx):
+    """[[the data arrays of net's initialized parameters on c] for c in ctx], with one dtype
+    per list noted: [(arrays, single_dtype)]. Walking the net (``collect_params``) costs about
+    2 ms of Python; the arrays are updated in place by the Trainer, so ``train`` collects them
+    once, after its first update (deferred initialization has then happened), not per batch."""
+    per_device = []
     for c in ctx:
         arrays = []
         for param in net.collect_params().values():
@@ -78,11 +75,26 @@ def _parameter_flag(net, ctx):
                 arrays.append(param.data(c))
             except Exception:   # not initialized (unused by this net's forward)
                 continue
-        if arrays:
-            if len({a.dtype for a in arrays}) > 1:   # multi_sum_sq needs one dtype
-                sums = nd.add_n(*[nd.square(a).sum() for a in arrays])
+        per_device.append((arrays, len({a.dtype for a in arrays}) <= 1))
+    return per_device
+
+
+def _parameter_flag(net, ctx, arrays=None):
+    """A (1,) NDArray on ctx[0], non-finite iff (almost always) a parameter is non-finite.
+
+    One fused sum of squares over every parameter per device (``nd.multi_sum_sq``); nothing is
+    read here, so the guard adds no device sync of its own: the flag is read with the next loss.
+    A sum of squares can overflow for finite weights above ~1e19; ``first_nonfinite_parameter``
+    then finds none and training goes on. arrays: ``_parameter_arrays(net, ctx)`` collected
+    earlier (default: collected now).
+    """
+    flags = []
+    for device_arrays, single_dtype in (arrays or _parameter_arrays(net, ctx)):
+        if device_arrays:
+            if not single_dtype:   # multi_sum_sq needs one dtype
+                sums = nd.add_n(*[nd.square(a).sum() for a in device_arrays])
             else:
-                sums = nd.multi_sum_sq(*arrays, num_arrays=len(arrays)).sum()
+                sums = nd.multi_sum_sq(*device_arrays, num_arrays=len(device_arrays)).sum()
             flags.append(sums.astype('float32').as_in_context(ctx[0]))
     return nd.add_n(*flags) if len(flags) > 1 else (flags[0] if flags else nd.zeros((1,), ctx[0]))
 
@@ -421,6 +433,7 @@ def train(net, train_iter, test_iter, trainer, ctx=None, num_epochs=1, loss=None
     num_batches = len(train_iter) if hasattr(train_iter, '__len__') else 0
     last_epoch = first_epoch + num_epochs - 1
     last_step = None   # (epoch, batch, X, flag) of the last update, while its flag is unread
+    flag_arrays = None   # the parameters' arrays for the flag, collected after the first update
     for epoch in range(first_epoch, last_epoch + 1):
         start = time.time()
         loss_sum, correct = nd.zeros((1,), ctx=ctx[0]), nd.zeros((1,), ctx=ctx[0])
@@ -435,6 +448,13 @@ def train(net, train_iter, test_iter, trainer, ctx=None, num_epochs=1, loss=None
                     _check_labels(y, y_hats[0])
                 losses = [loss(y_hat, y_part).sum() for y_hat, y_part in zip(y_hats, ys)]
             autograd.backward(losses)
+            # queued before the read below, so the device computes them while Python waits
+            # there, instead of Python queueing them while the device idles after the read
+            for y_hat, y_part, part_loss in zip(y_hats, ys, losses):
+                loss_sum += part_loss.as_in_context(ctx[0])
+                correct += (y_hat.argmax(axis=1) == y_part.astype('float32')).sum().as_in_context(
+                    ctx[0])
+            n += X.shape[0]
             if check_finite:
                 # one read: this batch's losses and the parameter flag of the previous update
                 flag = last_step[3] if last_step else nd.zeros((1,), ctx=ctx[0])
@@ -453,12 +473,9 @@ def train(net, train_iter, test_iter, trainer, ctx=None, num_epochs=1, loss=None
             # the real batch size, so a last partial batch gets a mean gradient too
             trainer.step(X.shape[0])
             if check_finite:
-                last_step = (epoch, batch, X, _parameter_flag(net, ctx))
-            for y_hat, y_part, part_loss in zip(y_hats, ys, losses):
-                loss_sum += part_loss.as_in_context(ctx[0])
-                correct += (y_hat.argmax(axis=1) == y_part.astype('float32')).sum().as_in_context(
-                    ctx[0])
-            n += X.shape[0]
+                if flag_arrays is None:
+                    flag_arrays = _parameter_arrays(net, ctx)
+                last_step = (epoch, batch, X, _parameter_flag(net, ctx, flag_arrays))
             bar.update('epoch %d/%d' % (epoch, last_epoch), batch, num_batches or batch)
         if n == 0:
             bar.close()

@@ -10,8 +10,21 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
+def bench_epoch_module():
+    """benchmarks/bench_epoch.py as a module (it imports only the standard library at the top)."""
+    spec = importlib.util.spec_from_file_location('bench_epoch',
+                                                  ROOT / 'benchmarks' / 'bench_epoch.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_benchmark_runs_on_a_tiny_configuration_and_writes_its_tables(tmp_path):
     out = tmp_path / 'results.md'
+    # an earlier run's file with a hand-written analysis after the marker: it must survive
+    marker = bench_epoch_module().ANALYSIS_MARKER
+    analysis = '## Reading this table\n\n- written by hand, kept by the next run'
+    out.write_text('# old tables, replaced\n\n%s\n%s\n' % (marker, analysis))
     configs = ['book path, nn.BatchNorm', 'd2l_utils, FastBatchNorm', 'd2l_utils, nn.BatchNorm']
     if importlib.util.find_spec('torch') is not None:   # optional: requirements-torch.txt
         configs.append('PyTorch, nn.BatchNorm2d/1d')
@@ -20,6 +33,8 @@ def test_benchmark_runs_on_a_tiny_configuration_and_writes_its_tables(tmp_path):
                     '--layer-repeats', '1', '--out', str(out), '--configs'] + configs,
                    check=True, timeout=600)
     text = out.read_text()
+    assert '# old tables, replaced' not in text
+    assert text.endswith('%s\n%s\n' % (marker, analysis))
     for name in configs:
         assert '| %s |' % name in text
     assert 'book path, nn.BatchNorm / d2l_utils, nn.BatchNorm' in text
