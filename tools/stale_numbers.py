@@ -71,7 +71,7 @@ def committed_copy(path):
                               capture_output=True, text=True, check=True, timeout=60).stdout
     except (subprocess.CalledProcessError, FileNotFoundError) as err:
         raise SystemExit('%s: no committed copy to compare with (%s); pass --old OLD.ipynb.'
-                         % (path, getattr(err, 'stderr', '') or err))
+                         % (path, (getattr(err, 'stderr', '') or str(err)).strip()))
     return json.loads(text)
 
 
