@@ -106,6 +106,20 @@ def run_config(name, epochs, train_subset, test_subset):
                 peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
+def one_graph(net):
+    """The layers of ``net`` (lenet()'s nn.Sequential) in an nn.HybridSequential, not initialized.
+
+    nn.Sequential.hybridize() only hybridizes each child (MXNet warns: "All children of this
+    Sequential layer are HybridBlocks. Consider using HybridSequential"): one cached graph per
+    layer, each called from Python. The same layers in a HybridSequential hybridize as one graph
+    for the whole net. Used by this benchmark's 'one graph' row and by profile_step.py.
+    """
+    from mxnet import gluon
+    graph = gluon.nn.HybridSequential()
+    graph.add(*net)
+    return graph
+
+
 def run_mxnet_config(data_path, bn_kind, hybridize, train_subset, test_subset):
     """Build one MXNet configuration; return (one_epoch(), test_accuracy(),
     recalibrated_accuracy(), device name): the last measures the test accuracy with BN statistics
@@ -148,13 +162,7 @@ def run_mxnet_config(data_path, bn_kind, hybridize, train_subset, test_subset):
             return training.evaluate_accuracy(test_iter, net, ctx)
     net = models.lenet(bn=make_bn(bn_kind))
     if hybridize == 'one graph':
-        # nn.Sequential.hybridize() only hybridizes each child (MXNet warns: "All children of
-        # this Sequential layer are HybridBlocks. Consider using HybridSequential"): one cached
-        # graph per layer, each called from Python. The same layers in a HybridSequential are
-        # one graph for the whole net.
-        layers = list(net)
-        net = gluon.nn.HybridSequential()
-        net.add(*layers)
+        net = one_graph(net)
     net.initialize(init.Xavier(), ctx=ctx)
     if hybridize == 'one graph':
         # static_alloc: the graph's arrays are allocated at the first call and reused, not

@@ -32,9 +32,8 @@ def profile(bn, steps, warmup, batch_size=256, lr=1.0, hybridize='none'):
     bn_arg = {'gluon': 'gluon', 'scratch': 'scratch', 'fast': FastBatchNorm, 'none': None}[bn]
     net = models.lenet(bn=bn_arg)
     if hybridize == 'graph':
-        layers = list(net)
-        net = gluon.nn.HybridSequential()
-        net.add(*layers)
+        from bench_epoch import one_graph   # this folder: the benchmark's 'one graph' row
+        net = one_graph(net)
     net.initialize(init.Xavier(), ctx=ctx)
     if hybridize == 'graph':
         net.hybridize(static_alloc=True)   # as bench_epoch.py's 'one graph, static_alloc' row
