@@ -443,7 +443,8 @@ def check_batch_norm_backward(fn, verbose=True, time_limit=TIME_LIMIT):
             results.append(CheckResult(name, False, 'not checked: %s did not finish, and this '
                                                     'code would not either.' % blocked))
             continue
-        finished, exc = call_with_time_limit(lambda: _backward_prop(fn, name), time_limit)
+        finished, exc = call_with_time_limit(lambda: _backward_prop(fn, name), time_limit,
+                                             name)
         if not finished:
             blocked = name
             results.append(CheckResult(name, False, did_not_finish(

@@ -41,8 +41,9 @@ def learner_location(exc):
     return ''
 
 
-def call_with_time_limit(function, time_limit=TIME_LIMIT):
-    """Call ``function()`` in a daemon thread and wait at most ``time_limit`` seconds.
+def call_with_time_limit(function, time_limit=TIME_LIMIT, name=''):
+    """Call ``function()`` in a daemon thread (named 'check <name>', so a thread left running
+    says which property it is) and wait at most ``time_limit`` seconds.
 
     Returns (finished, exc): finished False if it was still running at the limit (it goes on
     in the background; Python cannot stop a thread); exc what it raised (any BaseException,
@@ -58,8 +59,7 @@ def call_with_time_limit(function, time_limit=TIME_LIMIT):
         else:
             outcome.append(None)
 
-    thread = threading.Thread(target=target, name='check ' + getattr(function, '__name__', ''),
-                              daemon=True)
+    thread = threading.Thread(target=target, name='check ' + name, daemon=True)
     thread.start()
     thread.join(time_limit)
     if thread.is_alive():
@@ -80,7 +80,7 @@ def run_property(name, subject, time_limit=TIME_LIMIT):
     'did not finish')."""
     prop = PROPERTIES[name]
     subject.where = ''
-    finished, exc = call_with_time_limit(lambda: prop.check(subject), time_limit)
+    finished, exc = call_with_time_limit(lambda: prop.check(subject), time_limit, name)
     if not finished:
         return CheckResult(name, False, did_not_finish(time_limit,
                                                        subject.where or 'running this property'))
