@@ -25,7 +25,7 @@ def profile(bn, steps, warmup, batch_size=256, lr=1.0, hybridize='none'):
     import mxnet as mx
     from mxnet import autograd, gluon, init, profiler
     from d2l_utils import data, models, training
-    from d2l_utils.fast_batch_norm import FastBatchNorm
+    from d2l_utils.experiments.fast_batch_norm import FastBatchNorm
 
     training.set_seed(0)
     ctx = mx.cpu()

@@ -21,7 +21,7 @@ Modules, each named for what it holds:
 - ``environment`` (the version check run on import), ``report`` (``python -m d2l_utils``),
   ``errors`` (short messages from long errors).
 """
-from .environment import UnsupportedEnvironmentError, check_environment
+from .support.environment import UnsupportedEnvironmentError, check_environment
 
 check_environment()   # before mxnet is imported: a clear message instead of np.bool's traceback
 
@@ -30,9 +30,9 @@ from .layers import (BatchNorm, BatchNormCalling, batch_norm, check_batch_norm_i
                      check_batch_norm_settings, check_batch_norm_shapes, check_num_features,
                      moving_average, param_shape)
 from .book import BookBatchNorm, book_batch_norm  # noqa: E402
-from .fast_batch_norm import (BatchNormFunction, ChannelView, FastBatchNorm,  # noqa: E402
+from .experiments.fast_batch_norm import (BatchNormFunction, ChannelView, FastBatchNorm,  # noqa: E402
                               fast_batch_norm)
-from .cross_device_batch_norm import (CrossDeviceBatchNorm,  # noqa: E402
+from .experiments.cross_device_batch_norm import (CrossDeviceBatchNorm,  # noqa: E402
                                       CrossDeviceBatchNormFunction)
 from .checks import CheckReport, CheckResult, check_batch_norm, check_batch_norm_block  # noqa: E402
 from .data import (TEXT_LABELS, ArrayDataIter, get_fashion_mnist_labels,  # noqa: E402
@@ -40,28 +40,28 @@ from .data import (TEXT_LABELS, ArrayDataIter, get_fashion_mnist_labels,  # noqa
 from .data_parallel import (check_initialized_on, forward_parts, needs_all_parts,  # noqa: E402
                             split_batch, split_parts)
 from .device import as_ctx_list, try_all_gpus, try_gpu  # noqa: E402
-from .fashion_mnist_files import (CorruptFileError, DataUnavailableError,  # noqa: E402
+from .support.fashion_mnist_files import (CorruptFileError, DataUnavailableError,  # noqa: E402
                                   ENV_VAR as FASHION_MNIST_ENV_VAR)
-from .gradient_check import numerical_gradient, relative_error  # noqa: E402
+from .checks.gradient_check import numerical_gradient, relative_error  # noqa: E402
 from .models import count_parameters, lenet  # noqa: E402
 from .plot import (plot_history, plot_lr_sweep, set_figsize, show_fashion_mnist,  # noqa: E402
                    show_images, use_svg_display)
-from .probes import (LayerRecord, batch_statistics_spread, device_copy_spread,  # noqa: E402
+from .experiments.probes import (LayerRecord, batch_statistics_spread, device_copy_spread,  # noqa: E402
                      record_layers, running_stats_by_device, saturated_fraction,
                      weight_gradient_norms)
 from .recalibration import batch_norm_layers, recalibrate_batch_norm  # noqa: E402
-from .sweeps import Result, Runner, fit, lr_range, sweep_table  # noqa: E402
+from .experiments.sweeps import Result, Runner, fit, lr_range, sweep_table  # noqa: E402
 from .training import (History, NonFiniteLossError, NonFiniteParameterError,  # noqa: E402
                        evaluate_accuracy, first_nonfinite_parameter,
                        first_nonfinite_layer, recalibrated_accuracy, restoring_state, set_seed,
                        train, train_ch5)
 
-from .grading import (GradingFailure, check, check_batch_norm_backward, check_lenet, expect,  # noqa: E402,E501
+from .checks.grading import (GradingFailure, check, check_batch_norm_backward, check_lenet, expect,  # noqa: E402,E501
                       grade, grade_lenet_training, raise_for_failures, require_names, score)
-from .normalization import (GroupNorm, InstanceNorm, LayerNorm, group_norm,  # noqa: E402
+from .experiments.normalization import (GroupNorm, InstanceNorm, LayerNorm, group_norm,  # noqa: E402
                             instance_norm, layer_norm)
-from .folding import fold_batch_norm  # noqa: E402
-from .landscape import NoisyBatchNorm, gradient_direction_probe, train_steps  # noqa: E402
+from .experiments.folding import fold_batch_norm  # noqa: E402
+from .experiments.landscape import NoisyBatchNorm, gradient_direction_probe, train_steps  # noqa: E402
 
 __version__ = '0.1.0'   # the one place it is written: pyproject.toml reads it from here
 
@@ -92,9 +92,9 @@ __all__ = [
     'LayerRecord', 'batch_statistics_spread', 'device_copy_spread', 'record_layers',
     'running_stats_by_device', 'saturated_fraction', 'weight_gradient_norms',
     'Result', 'Runner', 'fit', 'lr_range', 'sweep_table',
-    # other normalizations: layer, group, instance (notebook 9)
+    # other normalizations: layer, group, instance (notebook 7)
     'GroupNorm', 'InstanceNorm', 'LayerNorm', 'group_norm', 'instance_norm', 'layer_norm',
-    # beyond the book: folding BN for prediction, the papers' experiments (notebook 10)
+    # beyond the book: folding BN for prediction, the papers' experiments (notebook 6)
     'fold_batch_norm', 'NoisyBatchNorm', 'gradient_direction_probe', 'train_steps',
     # grading a learner's code (the nbgrader course in exercises/)
     'GradingFailure', 'check', 'check_batch_norm_backward', 'check_lenet', 'expect', 'grade',

@@ -13,7 +13,7 @@ import mxnet as mx
 from mxnet import nd
 
 from . import device
-from . import fashion_mnist_files as files
+from .support import fashion_mnist_files as files
 
 __all__ = ['ArrayDataIter', 'TEXT_LABELS', 'epoch_order', 'fashion_mnist_arrays',
            'get_fashion_mnist_labels', 'load_data_fashion_mnist']

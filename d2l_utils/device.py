@@ -20,7 +20,7 @@ import numpy as np
 import mxnet as mx
 from mxnet import nd
 
-from .errors import short_message
+from .support.errors import short_message
 
 __all__ = ['GpuStatus', 'NoUsableGPUWarning', 'as_ctx_list', 'build_features', 'gpu_status',
            'no_gpu_reason', 'num_gpus', 'nvidia_smi_gpus', 'reset_gpu_cache', 'run_test_kernel',
@@ -243,7 +243,7 @@ def _advice_for_cpu_build(reason):
         return ('no GPU visible to MXNet: this mxnet build has no CUDA, and installing '
                 'mxnet-cu117 would not help: nvidia-smi lists %s, and MXNet 1.9.1 GPU wheels '
                 'run only on compute capability %s. No MXNet 1.9.1 build runs on %s: train '
-                'on the CPU, or use the PyTorch appendix (notebook 7), %s'
+                'on the CPU, or use the PyTorch appendix (notebook A), %s'
                 % (listed, SUPPORTED_COMPUTE_CAPABILITY,
                    'this GPU' if len(gpus) == 1 else 'these GPUs', README_HINT))
     return ('no GPU visible to MXNet: this mxnet build has no CUDA. nvidia-smi lists %s; '

@@ -10,7 +10,7 @@ import numpy as np
 from matplotlib import pyplot as plt
 from matplotlib.ticker import MaxNLocator
 
-from .sweeps import CHANCE_LOSS, UNIFORM_GUESS_ACC
+from .experiments.sweeps import CHANCE_LOSS, UNIFORM_GUESS_ACC
 
 __all__ = ['METRICS', 'PANEL_YLABELS', 'plot_history', 'plot_lr_sweep', 'set_figsize',
            'show_fashion_mnist', 'show_images', 'use_svg_display']

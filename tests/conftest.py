@@ -13,7 +13,8 @@ import pytest
 # ``from helpers import ...`` in the test modules, whatever pytest's import mode
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from d2l_utils import data, fashion_mnist_files
+from d2l_utils import data
+from d2l_utils.support import fashion_mnist_files
 
 # Captured at import, before any test monkeypatches the module constant.
 REAL_FASHION_MNIST_DIR = fashion_mnist_files.DEBIAN_DIR

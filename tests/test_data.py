@@ -15,9 +15,10 @@ import pytest
 import mxnet as mx
 from mxnet import nd
 
-from d2l_utils import (ArrayDataIter, data, device, fashion_mnist_files as fmf,
+from d2l_utils import (ArrayDataIter, data, device,
                        get_fashion_mnist_labels, load_data_fashion_mnist)
-from d2l_utils.fashion_mnist_files import DataUnavailableError
+from d2l_utils.support import fashion_mnist_files as fmf
+from d2l_utils.support.fashion_mnist_files import DataUnavailableError
 
 
 @functools.lru_cache(maxsize=None)

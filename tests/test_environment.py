@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from d2l_utils.environment import UnsupportedEnvironmentError, check_environment
+from d2l_utils.support.environment import UnsupportedEnvironmentError, check_environment
 
 
 def test_supported_versions_pass():

@@ -3,7 +3,7 @@ import pytest
 import mxnet as mx
 from mxnet import nd
 
-from d2l_utils.errors import short_message
+from d2l_utils.support.errors import short_message
 
 
 def test_mxnet_error_gives_its_message_line_not_the_traceback_header():

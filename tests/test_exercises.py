@@ -2,7 +2,7 @@
 
 One temporary copy of the course per test session: ``nbgrader generate_assignment`` makes the
 release there (it must equal the committed one), submissions are built from that release (the
-source's solutions, the blank release, and the mistakes of ``d2l_utils.bn_mistakes`` put in
+source's solutions, the blank release, and the mistakes of ``d2l_utils.checks.mistakes`` put in
 place of the learner's code), and one ``nbgrader autograde`` run grades them all, as an
 instructor's would. Autograding the solutions runs every source notebook top to bottom
 (assignment 5 with the quick-mode parameters of tools/run_notebooks.py, assignment 3 in its
@@ -19,8 +19,9 @@ import sys
 import nbformat
 import pytest
 
-from d2l_utils import bn_mistakes, check_batch_norm, check_batch_norm_block
-from d2l_utils.grading import check_batch_norm_backward
+from d2l_utils import check_batch_norm, check_batch_norm_block
+from d2l_utils.checks import mistakes as bn_mistakes
+from d2l_utils.checks.grading import check_batch_norm_backward
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 COURSE = ROOT / 'exercises'
@@ -109,16 +110,16 @@ SUBMISSIONS = {   # student -> {assignment: replacements}
     'solution': {a: {} for a in ASSIGNMENTS},
     'blank': {a: None for a in ASSIGNMENTS},
     'constant_stats': {'4_backward': {'a4_backward': CONSTANT_STATS_BACKWARD}},
-    'nan_layer': {'3_lenet': {'a3_batch_norm_block': 'from d2l_utils.bn_mistakes import '
+    'nan_layer': {'3_lenet': {'a3_batch_norm_block': 'from d2l_utils.checks.mistakes import '
                                                      'NegativeVarianceBatchNorm as BatchNorm'}},
 }
 for _n in FUNCTION_MISTAKES:
     SUBMISSIONS.setdefault('mistake%d' % _n, {})['1_batch_norm'] = {
-        'a1_batch_norm': 'from d2l_utils.bn_mistakes import %s as batch_norm'
+        'a1_batch_norm': 'from d2l_utils.checks.mistakes import %s as batch_norm'
                          % bn_mistakes.MISTAKES[_n].function.__name__}
 for _n in LAYER_MISTAKES:
     SUBMISSIONS.setdefault('mistake%d' % _n, {})['2_batch_norm_block'] = {
-        'a2_batch_norm_block': 'from d2l_utils.bn_mistakes import %s as BatchNorm'
+        'a2_batch_norm_block': 'from d2l_utils.checks.mistakes import %s as BatchNorm'
                                % bn_mistakes.MISTAKES[_n].layer.__name__}
 
 

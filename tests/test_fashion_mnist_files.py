@@ -21,8 +21,8 @@ import warnings
 import numpy as np
 import pytest
 
-from d2l_utils import fashion_mnist_files as fmf
-from d2l_utils.fashion_mnist_files import CorruptFileError, DataUnavailableError
+from d2l_utils.support import fashion_mnist_files as fmf
+from d2l_utils.support.fashion_mnist_files import CorruptFileError, DataUnavailableError
 
 TRAIN_LABELS = 'train-labels-idx1-ubyte.gz'
 TEST_LABELS = 't10k-labels-idx1-ubyte.gz'

@@ -72,7 +72,7 @@ def test_trainer_step_refuses_a_device_whose_gradient_is_stale():
 
 
 def test_torch_momentum_is_one_minus_mxnet_momentum(fashion_mnist_dir):
-    # notebook 7 converts one into the other; d2l_utils.pytorch.batch_norm keeps the book's
+    # notebook A converts one into the other; d2l_utils.pytorch.batch_norm keeps the book's
     torch = pytest.importorskip(
         'torch', reason='PyTorch is optional: pip install -r requirements-torch.txt')
     train_iter, _ = load_data_fashion_mnist(64, root=fashion_mnist_dir, train_subset=64,

@@ -1,4 +1,4 @@
-"""The float64 gradient check (d2l_utils.gradient_check) against analytic derivatives."""
+"""The float64 gradient check (d2l_utils.checks.gradient_check) against analytic derivatives."""
 import numpy as np
 import pytest
 from mxnet import nd

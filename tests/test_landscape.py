@@ -5,7 +5,7 @@ from mxnet import autograd, gluon, init, nd
 from mxnet.gluon import nn
 
 from d2l_utils import load_data_fashion_mnist, recalibrate_batch_norm, set_seed
-from d2l_utils.landscape import NoisyBatchNorm, gradient_direction_probe, train_steps
+from d2l_utils.experiments.landscape import NoisyBatchNorm, gradient_direction_probe, train_steps
 
 
 @pytest.fixture(scope='module')

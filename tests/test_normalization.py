@@ -297,7 +297,7 @@ def test_blocks_have_per_channel_gamma_and_beta_starting_at_one_and_zero(name, f
 
 
 def test_relu_lenet_with_layer_norm_trains_on_real_images(fashion_mnist_dir):
-    # ReLU, as notebook 9's sweep: with the book's sigmoid, layer norm barely trains this short
+    # ReLU, as notebook 7's sweep: with the book's sigmoid, layer norm barely trains this short
     train_iter, test_iter = load_data_fashion_mnist(32, root=fashion_mnist_dir,
                                                     train_subset=2048, test_subset=256, seed=0)
     set_seed(0)

@@ -41,7 +41,7 @@ def test_there_are_notebooks_to_test():
 
 def test_the_torch_detector_finds_the_pytorch_appendix_only():
     flagged = [p.name for p in NOTEBOOKS if needs_torch(p)]
-    assert '7_appendix_pytorch.ipynb' in flagged
+    assert 'A_pytorch.ipynb' in flagged
     assert '1_batch_norm_scratch.ipynb' not in flagged
 
 

@@ -1,4 +1,4 @@
-"""The measuring tools of d2l_utils.probes on real Fashion-MNIST batches and real LeNets, against
+"""The measuring tools of d2l_utils.experiments.probes on real Fashion-MNIST batches and real LeNets, against
 numpy oracles (sigmoid, softmax cross-entropy's gradient, brute-force batch statistics)."""
 import numpy as np
 import pytest

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-NOTEBOOK = ROOT / 'notebooks' / '7_appendix_pytorch.ipynb'
+NOTEBOOK = ROOT / 'notebooks' / 'A_pytorch.ipynb'
 INSTALL = 'pip install -r requirements-torch.txt'
 WITHOUT_TORCH = "import sys; sys.modules['torch'] = None\n"
 

@@ -10,9 +10,10 @@ import pytest
 import mxnet as mx
 import numpy as np
 
-from d2l_utils import device, fashion_mnist_files as files
-from d2l_utils import report as report_module
-from d2l_utils.report import environment_report, platform_route
+from d2l_utils import device
+from d2l_utils.support import fashion_mnist_files as files
+from d2l_utils.support import env_report as report_module
+from d2l_utils.support.env_report import environment_report, platform_route
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -15,7 +15,7 @@ from mxnet import init   # noqa: E402
 from d2l_utils import (History, Result, Runner, count_parameters, fit,  # noqa: E402
                        lenet, load_data_fashion_mnist, lr_range, plot_lr_sweep, set_seed,
                        sweep_table)
-from d2l_utils.sweeps import CHANCE_ACC, UNIFORM_GUESS_ACC   # noqa: E402
+from d2l_utils.experiments.sweeps import CHANCE_ACC, UNIFORM_GUESS_ACC   # noqa: E402
 
 
 @pytest.fixture(autouse=True)

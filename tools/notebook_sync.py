@@ -44,7 +44,7 @@ import tempfile
 import types
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-MARKER = re.compile(r'^# Saved in d2l_utils/(\w+)\.py\s*$')
+MARKER = re.compile(r'^# Saved in d2l_utils/([\w/]+)\.py\s*$')   # a subfolder too: experiments/x
 DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 MAGIC = re.compile(r'^\s*(%%?|!)[A-Za-z]')   # IPython line magics and shell escapes
 

@@ -14,7 +14,7 @@ import numpy as np
 import mxnet as mx
 from mxnet import gluon
 
-from ..errors import short_message
+from ..support.errors import short_message
 from .harness import (MOMENTUM, EPS, SECOND_DEVICE, Case, Failure, cases, close,
                       constructor_problem, describe, fmt, run, stat_axes, worst)
 

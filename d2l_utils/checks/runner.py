@@ -13,7 +13,7 @@ import os
 import threading
 import traceback
 
-from ..errors import short_message
+from ..support.errors import short_message
 from .harness import Failure, exception_cause
 from .properties import PROPERTIES
 from .report import CheckReport, CheckResult

@@ -22,8 +22,8 @@ from mxnet import init, nd
 from mxnet.base import MXNetError
 from mxnet.gluon import nn
 
-from .errors import short_message
-from .layers import BatchNorm
+from ..support.errors import short_message
+from ..layers import BatchNorm
 
 __all__ = ['ChannelShift', 'fold_batch_norm', 'is_batch_norm']
 

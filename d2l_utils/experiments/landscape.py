@@ -17,7 +17,7 @@ import numpy as np
 from mxnet import autograd, gluon, nd
 from mxnet.gluon import nn
 
-from .training import restoring_state
+from ..training import restoring_state
 
 __all__ = ['NoisyBatchNorm', 'LandscapeProbe', 'gradient_direction_probe', 'train_steps']
 

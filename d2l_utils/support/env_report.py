@@ -9,7 +9,7 @@ import platform
 import sys
 from importlib import metadata
 
-from . import device
+from .. import device
 from . import fashion_mnist_files as files
 
 __all__ = ['environment_report', 'platform_route']
@@ -194,7 +194,7 @@ def environment_report():
 
     A section that fails says so in place of its lines, so the rest of the report still helps.
     """
-    from . import __version__
+    from .. import __version__
     sections = [('d2l_utils %s environment report' % __version__, _python_lines),
                 ('Packages', _package_lines), ('GPUs', _gpu_lines),
                 ('Fashion-MNIST files', _data_lines), ('Environment variables', _env_lines)]

@@ -6,7 +6,7 @@ shows the bug and nothing else), called by ``d2l_utils.layers.BatchNormCalling``
 book's own layer ``d2l_utils.book.BookBatchNorm`` (moving statistics as plain NDArrays starting at
 zero), and mistakes 4 and 5 are changes to it.
 Every docstring says the symptom a learner sees. ``MISTAKES`` lists them by number for the notebook
-``6_find_the_bug.ipynb`` and for ``tests/test_checks.py``, which asserts which properties of
+``8_find_the_bug.ipynb`` and for ``tests/test_checks.py``, which asserts which properties of
 ``d2l_utils.checks`` each one fails.
 
 All functions have the book's signature
@@ -19,8 +19,8 @@ from collections import namedtuple
 import mxnet as mx
 from mxnet import autograd, nd
 
-from .book import BookBatchNorm, book_batch_norm
-from .layers import BatchNorm, BatchNormCalling, batch_norm, check_batch_norm_inputs, param_shape
+from ..book import BookBatchNorm, book_batch_norm
+from ..layers import BatchNorm, BatchNormCalling, batch_norm, check_batch_norm_inputs, param_shape
 
 __all__ = ['MISTAKES', 'Mistake', 'FixedDeviceBatchNorm', 'MeanFromItselfBatchNorm',
            'NegativeVarianceBatchNorm', 'RecordingModeBatchNorm', 'TrainingFlagBatchNorm',

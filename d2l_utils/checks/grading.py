@@ -26,13 +26,13 @@ import numpy as np
 from mxnet import autograd, gluon, init, nd
 from mxnet.gluon import nn
 
-from .checks import CheckReport, CheckResult, check_batch_norm, check_batch_norm_block
-from .checks.runner import TIME_LIMIT, call_with_time_limit, did_not_finish
-from .data import load_data_fashion_mnist
+from . import CheckReport, CheckResult, check_batch_norm, check_batch_norm_block
+from .runner import TIME_LIMIT, call_with_time_limit, did_not_finish
+from ..data import load_data_fashion_mnist
 from .gradient_check import numerical_gradient, relative_error
-from .layers import batch_norm
-from .recalibration import recalibrate_batch_norm
-from .training import NonFiniteLossError, evaluate_accuracy, set_seed, train
+from ..layers import batch_norm
+from ..recalibration import recalibrate_batch_norm
+from ..training import NonFiniteLossError, evaluate_accuracy, set_seed, train
 
 __all__ = ['GradingFailure', 'NotImplementedYet', 'Score', 'property_results', 'score',
            'raise_for_failures', 'check', 'grade', 'check_batch_norm_backward',

@@ -11,13 +11,13 @@ first device, and the mean and variance go back to every device. It needs every 
 at once, so ``forward_parts`` runs a net that contains it layer by layer, in lockstep over the
 devices. MXNet's ``gluon.contrib.nn.SyncBatchNorm`` does the same in C++ and is meant for GPUs:
 on several CPU contexts its backward pass can deadlock in MXNet 1.9.1 (it does for LeNet on two
-CPU contexts: every CPU context draws its temporary workspace from one shared pool; notebook 8
+CPU contexts: every CPU context draws its temporary workspace from one shared pool; notebook B
 shows it).
 """
 from mxnet import autograd, nd
 
 from .fast_batch_norm import ChannelView
-from .layers import BatchNorm, batch_norm, check_batch_norm_inputs, moving_average
+from ..layers import BatchNorm, batch_norm, check_batch_norm_inputs, moving_average
 
 __all__ = ['CrossDeviceBatchNorm', 'CrossDeviceBatchNormFunction']
 

@@ -17,7 +17,7 @@ which MXNet operators it uses. Measured on a (256, 6, 24, 24) input (2-core CPU)
 import numpy as np
 from mxnet import autograd, nd
 
-from .layers import BatchNormCalling, batch_norm, check_batch_norm_inputs, moving_average
+from ..layers import BatchNormCalling, batch_norm, check_batch_norm_inputs, moving_average
 
 __all__ = ['BatchNormFunction', 'ChannelView', 'FastBatchNorm', 'fast_batch_norm']
 

@@ -13,8 +13,8 @@ import numbers
 
 from mxnet import gluon, init
 
-from .models import lenet
-from .training import History, NonFiniteLossError, set_seed, train
+from ..models import lenet
+from ..training import History, NonFiniteLossError, set_seed, train
 
 __all__ = ['CHANCE_ACC', 'CHANCE_LOSS', 'UNIFORM_GUESS_ACC', 'Result', 'Runner', 'fit',
            'lr_range', 'sweep_table']

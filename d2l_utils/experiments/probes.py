@@ -8,7 +8,7 @@ how noisy a mini-batch's statistics are, and how far the devices' copies of BN s
 - ``batch_statistics_spread(features, batch_sizes)``: how far a batch's per-channel mean and
   variance fall from the whole data's, for each batch size;
 - ``running_stats_by_device(net)``, ``device_copy_spread(net)``: every BN layer's running
-  statistics on each device, and how far apart the copies are (data parallelism, notebook 8).
+  statistics on each device, and how far apart the copies are (data parallelism, notebook B).
 
 Every measurement leaves the net as it found it (``d2l_utils.restoring_state``).
 """
@@ -18,7 +18,7 @@ import numpy as np
 from mxnet import autograd, gluon, nd
 from mxnet.gluon import nn
 
-from .training import restoring_state
+from ..training import restoring_state
 
 __all__ = ['LayerRecord', 'batch_statistics_spread', 'device_copy_spread', 'record_layers',
            'running_stats_by_device', 'saturated_fraction', 'weight_gradient_norms']
