@@ -22,9 +22,8 @@ from mxnet import nd
 
 from .support.errors import short_message
 
-__all__ = ['GpuStatus', 'NoUsableGPUWarning', 'as_ctx_list', 'build_features', 'gpu_status',
-           'no_gpu_reason', 'num_gpus', 'nvidia_smi_gpus', 'reset_gpu_cache', 'run_test_kernel',
-           'try_all_gpus', 'try_gpu']
+__all__ = ['NoUsableGPUWarning', 'as_ctx_list', 'build_features', 'gpu_status', 'no_gpu_reason',
+           'nvidia_smi_gpus', 'try_all_gpus', 'try_gpu']
 
 README_HINT = "see README 'GPUs'"
 SUPPORTED_COMPUTE_CAPABILITY = '5.0-8.9'   # 8.6 machine code runs on 8.9 (same major version)
@@ -36,21 +35,6 @@ _PROBE_EXPECTED = np.array([4.0, 6.0, 8.0], dtype=np.float32)
 
 class NoUsableGPUWarning(UserWarning):
     """A requested GPU cannot be used, so the CPU (or fewer GPUs) will be used instead."""
-
-
-_default_formatwarning = warnings.formatwarning
-
-
-def _one_line_gpu_warning(message, category, filename, lineno, line=None):
-    # The fallback is advice for the learner, not a bug report: shown as one line, without the
-    # file and line of the code that warned (in Jupyter an ipykernel temporary path). Every
-    # other warning keeps Python's format.
-    if issubclass(category, NoUsableGPUWarning):
-        return '%s: %s\n' % (category.__name__, message)
-    return _default_formatwarning(message, category, filename, lineno, line)
-
-
-warnings.formatwarning = _one_line_gpu_warning
 
 
 GpuStatus = collections.namedtuple('GpuStatus', ['index', 'usable', 'reason'])

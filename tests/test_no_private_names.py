@@ -16,8 +16,6 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 OWN = {'self', 'cls'}   # a class reading its own private attributes
-# (file, name) -> why it is still there; each entry must keep matching a real use (see below)
-KNOWN = {}
 
 
 def is_private(name):
@@ -91,14 +89,9 @@ def uses_in(rel, read):
 
 @pytest.mark.parametrize('rel, read', SOURCES, ids=[rel for rel, _ in SOURCES])
 def test_no_underscore_name_of_another_module_is_used(rel, read):
-    uses = [u for u in uses_in(rel, read) if (rel, u[1]) not in KNOWN]
+    uses = uses_in(rel, read)
     assert not uses, '%s uses private names of other modules: %s' % (
         rel, '; '.join('%s: %s (%s)' % use for use in uses))
-
-
-def test_every_known_exception_is_still_needed():
-    uses = {(rel, name) for rel, read in SOURCES for _, name, _ in uses_in(rel, read)}
-    assert set(KNOWN) <= uses, 'fixed, remove from KNOWN: %s' % sorted(set(KNOWN) - uses)
 
 
 def test_the_checker_sees_each_kind_of_private_use():

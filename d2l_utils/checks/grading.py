@@ -32,7 +32,8 @@ from ..data import load_data_fashion_mnist
 from .gradient_check import numerical_gradient, relative_error
 from ..layers import batch_norm
 from ..recalibration import recalibrate_batch_norm
-from ..training import NonFiniteLossError, evaluate_accuracy, set_seed, train
+from ..nan_guard import NonFiniteLossError
+from ..training import evaluate_accuracy, set_seed, train
 
 __all__ = ['GradingFailure', 'NotImplementedYet', 'Score', 'property_results', 'score',
            'raise_for_failures', 'check', 'grade', 'check_batch_norm_backward',

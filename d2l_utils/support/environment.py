@@ -8,7 +8,7 @@ This module must not import mxnet (that import is what fails).
 import sys
 from importlib import metadata
 
-__all__ = ['MAX_NUMPY', 'SUPPORTED_PYTHON', 'UnsupportedEnvironmentError', 'check_environment']
+__all__ = ['UnsupportedEnvironmentError', 'check_environment']
 
 SUPPORTED_PYTHON = (3, 11)     # newest Python with an mxnet==1.9.1 wheel on PyPI
 MAX_NUMPY = (1, 24)            # exclusive: numpy 1.24 removed np.bool
@@ -50,5 +50,5 @@ def check_environment(python_version=None, numpy_version=None):
                         'which numpy 1.24 removed).' % numpy_version)
     if problems:
         raise UnsupportedEnvironmentError(
-            'd2l_utils cannot run in this environment (%s):\n  - ' % sys.executable + '\n  - '.join(problems)
-            + '\n' + FIX)
+            f'd2l_utils cannot run in this environment ({sys.executable}):\n  - '
+            + '\n  - '.join(problems) + '\n' + FIX)
