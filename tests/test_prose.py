@@ -50,10 +50,10 @@ MODULE_REF = re.compile(r'(?<![\w./])(d2l_utils(?:\.\w+)+)')
 FIRST_CELL = re.compile(
     r'\A# (?P<n>[0-9A-Z]+)\. (?P<zh>[^\n]+) / (?P<en>[^\n]+)\n+'
     r'(?P<en1>[^\n]+)\n(?P<en2>[^\n]+)\n+'
-    r'\*\*位置 / Place\*\*：(?P<place>[^\n]+)\n'
-    r'\*\*问题 / Question\*\*：(?P<question>[^\n]+)\n'
-    r'\*\*前提 / Assumes\*\*：(?P<assumes>[^\n]+)\n'
-    r'\*\*时间 / Time\*\*：约 (?P<minutes>\d+) 分钟（2 核 CPU 上完整运行）$', re.M)
+    r'\*\*位置 / Place\*\*：(?P<place>[^\n]+?)(?:  |\\)?\n'
+    r'\*\*问题 / Question\*\*：(?P<question>[^\n]+?)(?:  |\\)?\n'
+    r'\*\*前提 / Assumes\*\*：(?P<assumes>[^\n]+?)(?:  |\\)?\n'
+    r'\*\*时间 / Time\*\*：约 (?P<minutes>\d+) 分钟（2 核 CPU 上完整运行）(?:  |\\)?$', re.M)
 FIRST_CELL_FORM = """# N. 中文标题 / English title
 
 Two English summary lines,
@@ -192,6 +192,7 @@ def test_first_cell_check_accepts_the_house_form_and_rejects_a_half_colon():
     good = FIRST_CELL_FORM.replace('   (or 选读（deep dive）, 附录（appendix）)', '')
     good = good.replace('# N.', '# 1.').replace('约 N 分钟', '约 2 分钟')
     assert FIRST_CELL.search(good)
+    assert FIRST_CELL.search(re.sub(r'(?<=\S)\n\*\*', '  \n**', good))   # Markdown hard breaks
     assert not FIRST_CELL.search(good.replace('**时间 / Time**：', '**时间 / Time**: '))
 
 
@@ -251,7 +252,7 @@ def test_readme_first_screen_has_what_install_test_and_route_within_its_line_lim
 # --- the book's terms -----------------------------------------------------------------------
 
 def chinese_prose_lines(text):
-    """Lines of a markdown cell that carry Chinese prose, without code, math and headings' English."""
+    """Lines of a markdown cell with Chinese prose, without code, math and headings' English."""
     for line in without_code_and_math(text).splitlines():
         if line.startswith('#') and ' / ' in line:
             line = line.split(' / ', 1)[0]
@@ -330,13 +331,14 @@ def missing_references(text, folder):
         if not (ROOT / 'notebooks' / match.group(0)).exists() and not (
                 folder / match.group(0)).exists():
             missing.append(match.group(0))
+    links = set(LINK_TARGET.findall(text))
     for ref in PATH_REF.findall(text):
-        if not (ROOT / ref.rstrip('./')).exists():
+        if ref not in links and not (ROOT / ref.rstrip('./')).exists():
             missing.append(ref)
     for ref in MODULE_REF.findall(text):
         if not resolvable(ref):
             missing.append(ref)
-    for target in LINK_TARGET.findall(text):
+    for target in links:
         target = target.split('#', 1)[0]
         if target and not re.match(r'[a-z]+:', target) and not (folder / target).exists():
             missing.append('link %s' % target)
@@ -357,5 +359,4 @@ def test_the_reference_check_catches_a_missing_module_notebook_and_path():
     text = ('见 notebook 5c 和 notebook 3，`d2l_utils/experiments.py`、`d2l_utils.nothing_here`、'
             '`d2l_utils.batch_norm`、`tools/run_notebooks.py`、[x](docs/none.md)')
     assert missing_references(text, ROOT) == [
-        'd2l_utils.nothing_here', 'd2l_utils/experiments.py', 'docs/none.md', 'link docs/none.md',
-        'notebook 5c']
+        'd2l_utils.nothing_here', 'd2l_utils/experiments.py', 'link docs/none.md', 'notebook 5c']
