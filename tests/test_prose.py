@@ -360,3 +360,28 @@ def test_the_reference_check_catches_a_missing_module_notebook_and_path():
             '`d2l_utils.batch_norm`、`tools/run_notebooks.py`、[x](docs/none.md)')
     assert missing_references(text, ROOT) == [
         'd2l_utils.nothing_here', 'd2l_utils/experiments.py', 'link docs/none.md', 'notebook 5c']
+
+
+def test_sync_route_copies_the_readme_route_total_and_times_into_the_notebooks(tmp_path):
+    route = ('## 学习路线 / Route\n\n**核心（core path）**：合计约 1 分钟。\n\n'
+             '1. [notebook 1](notebooks/1_a.ipynb)：甲，约 2 分钟\n'
+             '- 问题？[notebook 6](notebooks/6_b.ipynb)，约 7 分钟\n')
+    (tmp_path / 'README.md').write_text('# T\n\n%s\n%s%s\n' % (sync_route.START, route,
+                                                               sync_route.END), encoding='utf-8')
+    (tmp_path / 'notebooks').mkdir()
+    header = ('# 6. 乙 / B\n\n**时间 / Time**：约 3 分钟（2 核 CPU 上完整运行）\n')
+    for name, cells in (('1_a', [header.replace('6.', '1.'), '## 学习路线 / Route\n\nold']),
+                        ('6_b', [header])):
+        nb = {'cells': [{'cell_type': 'markdown', 'id': str(i), 'metadata': {}, 'source': text}
+                        for i, text in enumerate(cells)],
+              'metadata': {}, 'nbformat': 4, 'nbformat_minor': 5}
+        (tmp_path / 'notebooks' / (name + '.ipynb')).write_text(json.dumps(nb), encoding='utf-8')
+    assert sync_route.out_of_sync(tmp_path) == ['README.md', 'notebooks/1_a.ipynb',
+                                                 'notebooks/6_b.ipynb']
+    sync_route.sync(tmp_path)
+    assert sync_route.out_of_sync(tmp_path) == []
+    assert '合计约 2 分钟' in (tmp_path / 'README.md').read_text(encoding='utf-8')
+    nb1 = load(tmp_path / 'notebooks' / '1_a.ipynb')
+    assert sync_route.first_cell_time(nb1) == 2
+    assert ''.join(nb1['cells'][1]['source']).endswith('[notebook 6](6_b.ipynb)，约 7 分钟')
+    assert sync_route.first_cell_time(load(tmp_path / 'notebooks' / '6_b.ipynb')) == 7
