@@ -109,9 +109,8 @@ def planned(root=ROOT):
                      if c['cell_type'] == 'markdown' and source(c).startswith(ROUTE_HEADING)]
             if cells:
                 set_source(cells[0], notebook_route(fixed_route))
-        new = json.dumps(nb, indent=1, ensure_ascii=False, sort_keys=True) + '\n'
-        if new != text:
-            changes[path] = new
+        if nb != json.loads(text):   # compare content, not how the file happens to be formatted
+            changes[path] = json.dumps(nb, indent=1, ensure_ascii=False, sort_keys=True) + '\n'
     return changes
 
 
