@@ -69,17 +69,6 @@ def test_committed_notebook_is_one_clean_full_run(path):
     run_notebooks.parameters_cell_index(run_notebooks.nbformat.reads(path.read_text(), 4))
 
 
-@pytest.mark.parametrize('path', NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
-def test_notebook_opens_with_an_english_summary_and_ends_with_a_summary(path):
-    nb = json.loads(path.read_text())
-    first = ''.join(nb['cells'][0]['source'])
-    assert first.startswith('# ') and ' / ' in first.splitlines()[0], 'bilingual title first'
-    english = [line for line in first.splitlines()[1:] if line.strip()][:2]
-    assert all(line.isascii() for line in english), 'two-line English summary after the title'
-    last = ''.join(nb['cells'][-1]['source'])
-    assert '小结' in last and 'Summary' in last
-
-
 def test_code_the_notebooks_teach_is_the_package_code():
     taught = [(nb.name, module, name) for nb in NOTEBOOKS
               for module, name, _ in notebook_sync.marked_definitions(nb)]
