@@ -20,9 +20,10 @@ The names of ``checks/`` and ``experiments/`` are imported on first use (PEP 562
 """
 import importlib
 
-from .support.environment import UnsupportedEnvironmentError, check_environment
+from .support.environment import UnsupportedEnvironmentError, check_environment, import_mxnet
 
 check_environment()   # before mxnet is imported: a clear message instead of np.bool's traceback
+import_mxnet()        # first import of mxnet, without its own DeprecationWarnings
 
 # noqa: E402 below: these imports must come after the environment check
 from .book import BookBatchNorm, book_batch_norm  # noqa: E402
