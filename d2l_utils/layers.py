@@ -15,7 +15,8 @@ from .support.validation import require_positive_int
 
 __all__ = ['BatchNorm', 'BatchNormCalling', 'batch_norm', 'moving_average', 'param_shape',
            'validate_batch_norm_inputs', 'validate_batch_norm_settings',
-           'validate_batch_norm_shapes', 'validate_dtypes', 'validate_num_features']
+           'validate_batch_norm_shapes', 'validate_dtypes', 'validate_eps',
+           'validate_num_features']
 
 
 def batch_norm(X, gamma, beta, moving_mean, moving_var, eps, momentum):
@@ -186,22 +187,33 @@ def validate_dtypes(X, caller='batch_norm', **params):
 
 def validate_batch_norm_settings(eps, momentum, caller='batch_norm'):
     """Raise ValueError (TypeError for a non-number), saying what to change, unless eps is a
-    number > 0 and momentum a number in [0, 1] (momentum=None: a layer without moving averages).
+    number > 0 and momentum a number in [0, 1].
 
     eps = 0 divides 0 by 0 on a constant feature (NaN); a momentum outside [0, 1] extrapolates
     the moving averages instead of averaging, so moving_var can turn negative (NaN predictions).
     """
-    settings = (('eps', eps),) if momentum is None else (('eps', eps), ('momentum', momentum))
-    for name, value in settings:
-        if not isinstance(value, numbers.Real) or isinstance(value, bool):
-            raise TypeError('%s: %s must be a number; got %r (a %s). The book uses eps=1e-5, '
-                            'momentum=0.9.' % (caller, name, value, type(value).__name__))
+    for name, value in (('eps', eps), ('momentum', momentum)):
+        validate_number(value, name, caller)
+    validate_eps(eps, caller)
+    if not 0 <= momentum <= 1:
+        raise ValueError(f'{caller}: momentum must be in [0, 1] (the weight of the old moving '
+                         f'average); got {momentum!r}. The book uses momentum=0.9.')
+
+
+def validate_eps(eps, caller='batch_norm'):
+    """Raise TypeError or ValueError unless eps is a number > 0 (every normalization adds it to
+    a variance before the square root)."""
+    validate_number(eps, 'eps', caller)
     if not eps > 0:
-        raise ValueError('%s: eps must be > 0 (it keeps the division finite when a feature\'s '
-                         'variance is 0); got %r. The book uses eps=1e-5.' % (caller, eps))
-    if momentum is not None and not 0 <= momentum <= 1:
-        raise ValueError('%s: momentum must be in [0, 1] (the weight of the old moving average); '
-                         'got %r. The book uses momentum=0.9.' % (caller, momentum))
+        raise ValueError(f"{caller}: eps must be > 0 (it keeps the division finite when a "
+                         f"feature's variance is 0); got {eps!r}. The book uses eps=1e-5.")
+
+
+def validate_number(value, name, caller):
+    """Raise TypeError unless value is a real number (not a bool)."""
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        raise TypeError(f'{caller}: {name} must be a number; got {value!r} (a '
+                        f'{type(value).__name__}). The book uses eps=1e-5, momentum=0.9.')
 
 
 def validate_num_features(num_features, caller='BatchNorm'):

@@ -18,8 +18,8 @@ import numpy as np
 from mxnet import init, nd
 from mxnet.gluon import nn
 
-from ..layers import (param_shape, validate_batch_norm_settings, validate_batch_norm_shapes,
-                      validate_dtypes, validate_num_features)
+from ..layers import (param_shape, validate_batch_norm_shapes, validate_dtypes, validate_eps,
+                      validate_num_features)
 from ..support.validation import is_integer, require_positive_int
 
 __all__ = ['layer_norm', 'group_norm', 'instance_norm', 'LayerNorm', 'GroupNorm',
@@ -43,7 +43,7 @@ def _validate_normalization_inputs(name, X, gamma, beta, eps, ndims=(2, 4)):
                     'itself, so every output would be beta. After a Dense layer use layer_norm '
                     'or group_norm instead.')
         raise ValueError('%s expects a %s input; got shape %s.%s' % (name, expected, shape, hint))
-    validate_batch_norm_settings(eps, None, caller=name)
+    validate_eps(eps, caller=name)
     layer = {'layer_norm': 'LayerNorm', 'group_norm': 'GroupNorm'}.get(name, 'InstanceNorm')
     validate_batch_norm_shapes(shape, caller=name, layer=layer, gamma=gamma.shape, beta=beta.shape)
     validate_dtypes(X, caller=name, gamma=gamma, beta=beta)
