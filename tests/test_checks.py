@@ -349,8 +349,35 @@ def test_a_function_that_never_returns_is_reported_as_not_finishing_and_the_rest
     assert first.detail.startswith('did not finish within 0.5 s on the 2-D input (8, 5) in '
                                    'training mode'), first.detail
     assert 'restart the kernel' in first.detail
+    # one wait per mode the code can be in (training, prediction); then nothing more runs
+    waited = [r.name for r in report.results if r.detail.startswith('did not finish')]
+    assert waited == ['output_shape', 'prediction_uses_moving_stats'], waited
     for name in FUNCTION_NAMES[1:]:
-        assert report[name].detail.startswith('not checked: output_shape did not finish')
+        assert report[name].detail.startswith((
+            'not checked: the code did not finish in training mode (see output_shape)',
+            'did not finish', 'not checked: prediction_uses_moving_stats did not finish')), \
+            report[name].detail
+
+
+def test_a_function_that_hangs_only_when_predicting_still_scores_its_training_properties():
+    stop = threading.Event()
+
+    def hangs_in_prediction(X, gamma, beta, moving_mean, moving_var, eps, momentum):
+        while not autograd.is_training() and not stop.is_set():
+            time.sleep(0.01)
+        return batch_norm(X, gamma, beta, moving_mean, moving_var, eps, momentum)
+
+    try:
+        report = check_batch_norm(hangs_in_prediction, verbose=False, time_limit=1.0)
+    finally:
+        stop.set()
+    assert [r.name for r in report.results if r.passed] == [
+        'train_normalizes', 'per_feature_stats', 'moving_mean_update', 'moving_var_update',
+        'gradients']
+    assert report['output_shape'].detail.startswith('did not finish within 1 s on the 2-D input '
+                                                    '(8, 5) in prediction mode')
+    assert report['mode_from_is_training'].detail.startswith(
+        'not checked: the code did not finish in prediction mode (see output_shape)')
 
 
 def test_sys_exit_in_the_learners_function_is_a_failure_not_the_end_of_the_program():
