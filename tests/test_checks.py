@@ -467,3 +467,39 @@ def test_a_layer_given_to_the_function_checker_and_a_function_to_the_block_check
         check_batch_norm(BatchNorm(3, 4))
     with pytest.raises(TypeError, match=r'use the other checker: check_batch_norm\(batch_norm\)'):
         check_batch_norm_block(batch_norm)
+
+
+def test_moving_average_rows_point_at_wrong_batch_statistics_as_the_first_cause():
+    def whole_tensor_stats(X, gamma, beta, moving_mean, moving_var, eps, momentum):
+        if autograd.is_training():
+            mean = X.mean()                      # over the whole tensor: the first cause
+            var = ((X - mean) ** 2).mean()
+            moving_mean = momentum * moving_mean + (1 - momentum) * mean   # formula is right
+            moving_var = momentum * moving_var + (1 - momentum) * var
+        else:
+            mean, var = moving_mean, moving_var
+        return gamma * (X - mean) / nd.sqrt(var + eps) + beta, moving_mean, moving_var
+
+    report = check_batch_norm(whole_tensor_stats, verbose=False)
+    assert {'per_feature_stats', 'moving_mean_update', 'moving_var_update'} <= set(report.failed())
+    for name in ('moving_mean_update', 'moving_var_update'):
+        detail = report[name].detail
+        assert 'the update formula is right' in detail, detail
+        assert 'follows from the batch statistics (see per_feature_stats)' in detail, detail
+
+
+def test_ipython_exit_in_the_learners_function_does_not_shut_the_kernel_down():
+    from IPython.core.interactiveshell import InteractiveShell
+    shell = InteractiveShell.instance()
+    try:
+        exit_ = shell.exiter   # what `exit` is in a notebook's namespace
+
+        def exits(X, gamma, beta, moving_mean, moving_var, eps, momentum):
+            exit_()
+
+        report = check_batch_norm(exits, verbose=False)
+        assert not shell.exit_now   # the kernel would have shut down after the cell
+        assert 'raised SystemExit: exit() called' in report['output_shape'].detail
+        assert 'ask_exit' not in vars(shell)   # the guard is undone
+    finally:
+        InteractiveShell.clear_instance()

@@ -30,15 +30,16 @@ __all__ = ['BLOCK_PROPERTIES', 'CheckReport', 'CheckResult', 'EPS', 'FUNCTION_PR
            'check_batch_norm_block']
 
 
-def check_batch_norm(fn, verbose=True, time_limit=TIME_LIMIT):
+def check_batch_norm(fn, verbose=True, time_limit=None):
     """Check a batch-norm function with the book's signature against ``d2l_utils.batch_norm``.
 
     fn(X, gamma, beta, moving_mean, moving_var, eps, momentum) -> (Y, moving_mean, moving_var),
     X (N, D) or (N, C, H, W), the others (1, D) or (1, C, 1, 1). Runs the properties of
     ``FUNCTION_PROPERTIES`` on 2-D (8, 5) and 4-D (4, 3, 5, 5) float32 inputs with eps=1e-5 and
     momentum=0.9; prints one line per property if verbose; returns a ``CheckReport``.
-    Each property runs for at most ``time_limit`` seconds (see ``runner``); whatever fn raises,
-    ``SystemExit`` too, is a FAIL of that property, and so is writing into X, gamma or beta.
+    Each property runs for at most ``time_limit`` seconds (default: see ``runner``); whatever fn
+    raises, ``SystemExit`` too, is a FAIL of that property, and so is writing into X, gamma or
+    beta.
     """
     if not callable(fn):
         raise TypeError('check_batch_norm expects a function fn(X, gamma, beta, moving_mean, '
@@ -56,7 +57,7 @@ def check_batch_norm(fn, verbose=True, time_limit=TIME_LIMIT):
                       'check_batch_norm(%s)' % target_name(fn), verbose, time_limit)
 
 
-def check_batch_norm_block(cls, verbose=True, time_limit=TIME_LIMIT):
+def check_batch_norm_block(cls, verbose=True, time_limit=None):
     """Check a batch-norm layer, built as ``cls(num_features, num_dims)``, against
     ``d2l_utils.BatchNorm``.
 

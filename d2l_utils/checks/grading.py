@@ -8,8 +8,9 @@ diagnosis (what was expected, what came, the likely cause). Every call of the le
 runs under the checkers' time limit (``runner``), and code that is the package's own or the
 book's (imported or pasted, see ``integrity``) scores 0 with a message saying so. In Jupyter the
 failure is shown as that message alone, without a traceback; nbgrader still sees an error and
-gives the cell no points. Code still holding nbgrader's ``raise NotImplementedError()`` stub is reported once as
-"not implemented yet"; the later graded cells of the same code say one line each.
+gives the cell no points. Code still holding nbgrader's ``raise NotImplementedError()`` stub is
+reported once as "not implemented yet"; the later graded cells of the same code say one line
+each.
 
 - ``property_results(report)``, ``score(report, points)``, ``raise_for_failures(report)``: a
   ``CheckReport`` as a grader reads it;

@@ -15,8 +15,9 @@ says why a target is not the learner's own work, or returns None:
   not count), function by function.
 
 A learner can still paste the code and change a line (or paste a planted mistake, which then
-fails its property); that needs a person reading the code (nbgrader's formgrader shows it). ``dependencies(target)`` lists what the target's code
-reaches, which ``grading`` also uses to notice that a helper was redefined since the last check.
+fails its property); that needs a person reading the code (nbgrader's formgrader shows it).
+``dependencies(target)`` lists what the target's code reaches, which ``grading`` also uses to
+notice that a helper was redefined since the last check.
 """
 import importlib
 import inspect
