@@ -180,14 +180,14 @@ def run_checks(subject, properties, title, verbose, time_limit=None, registry=No
                 results.append(CheckResult(name, False, 'not checked: %s.' % blocked))
                 continue
             results.append(run_property(name, subject, time_limit, registry, raised))
-            if name == 'builds' and not results[-1].passed:
-                blocked = 'the layer could not be built and run (see builds)'
-            elif 'building' in subject.hung or len(subject.hung) == 2:
+            if 'building' in subject.hung or len(subject.hung) == 2 or (
+                    name == 'builds' and results[-1].detail.startswith('did not finish')):
                 blocked = '%s did not finish, and this code would not either' % name
+            elif name == 'builds' and not results[-1].passed:
+                blocked = 'the layer could not be built and run (see builds)'
     report = CheckReport(title, results)
-    ran = [exc for exc in raised]
-    report.not_implemented = bool(ran) and all(isinstance(exc, NotImplementedError)
-                                               for exc in ran)
+    report.not_implemented = bool(raised) and all(isinstance(exc, NotImplementedError)
+                                                  for exc in raised)
     if verbose:
         print(report)
     return report
