@@ -11,7 +11,10 @@ what was expected, what came out and the likely cause; an exception raised by th
 is caught and reported as a failure of the property that triggered it.
 
 The package: ``report`` (CheckResult, CheckReport), ``harness`` (the inputs and the adapters that
-run functions and layers alike), ``properties`` (one function per property), ``runner``.
+run functions and layers alike), ``properties`` (one function per property), ``runner`` (the one
+place learner code runs: time limit, exit guard, error locations), ``backward`` (the properties of
+a closed-form backward pass, run by the same runner), ``grading`` and ``exercises`` (the
+exercise edition's graded checks), ``integrity`` (whose code is graded), ``mistakes``.
 
 Layers are read and set through the book's attribute names ``gamma``, ``beta`` (Parameters or
 NDArrays) and ``moving_mean``, ``moving_var`` (Parameters or NDArrays), with the book's eps=1e-5
