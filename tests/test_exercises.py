@@ -162,7 +162,12 @@ def solution_with(assignment, grade_id, old, new):
     return text.replace(old, new, 1)
 
 
-LOOP = 'while True:   # a learner\'s loop that never ends\n        pass\n    '
+def loop(indent):
+    """A learner's loop that never ends, to put before a statement indented by ``indent``."""
+    return 'while True:   # a loop that never ends\n%s    pass\n%s' % (indent, indent)
+
+
+
 SUBMISSIONS = {   # student -> {assignment: replacements}
     'solution': {a: {} for a in ASSIGNMENTS},
     'blank': {a: None for a in ASSIGNMENTS},
@@ -192,13 +197,14 @@ HANGS = {
     'loops': {
         '1_batch_norm': {'a1_batch_norm': solution_with(
             '1_batch_norm', 'a1_batch_norm', 'if not autograd.is_training():',
-            LOOP + 'if not autograd.is_training():')},
+            loop(' ' * 4) + 'if not autograd.is_training():')},
         '2_batch_norm_block': {'a2_batch_norm_block': solution_with(
-            '2_batch_norm_block', 'a2_batch_norm_block', 'ctx = X.context', LOOP + 'ctx = X.context')},
+            '2_batch_norm_block', 'a2_batch_norm_block', 'ctx = X.context',
+            loop(' ' * 8) + 'ctx = X.context')},
         '3_lenet': {'a3_batch_norm_block': solution_with(
-            '3_lenet', 'a3_batch_norm_block', 'ctx = X.context', LOOP + 'ctx = X.context')},
+            '3_lenet', 'a3_batch_norm_block', 'ctx = X.context', loop(' ' * 8) + 'ctx = X.context')},
         '4_backward': {'a4_backward': solution_with(
-            '4_backward', 'a4_backward', 'axes = 0 if', LOOP + 'axes = 0 if')}},
+            '4_backward', 'a4_backward', 'axes = 0 if', loop(' ' * 4) + 'axes = 0 if')}},
     'loops_in_prediction': {'1_batch_norm': {'a1_batch_norm': solution_with(
         '1_batch_norm', 'a1_batch_norm', '    if not autograd.is_training():\n',
         '    while not autograd.is_training():   # hangs only when predicting\n        pass\n'

@@ -262,6 +262,12 @@ def test_the_packages_own_function_or_layer_scores_zero_and_says_why():
     assert "the package's own code imported" in integrity_failure(BatchNorm, 'builds')
     assert 'is a copy of d2l_utils.layers.batch_norm' in integrity_failure(
         as_learner_code(batch_norm), 'output_shape')
+    import inspect
+    namespace = {'__name__': '__main__'}   # pasted into a cell, local names changed
+    exec('from d2l_utils.layers import check_batch_norm_inputs\nfrom mxnet import autograd, nd\n'
+         + inspect.getsource(batch_norm).replace('X_centered', 'centered'), namespace)
+    assert 'is a copy of d2l_utils.layers.batch_norm' in integrity_failure(
+        namespace['batch_norm'], 'output_shape')
     assert 'is a copy of d2l_utils.book.book_batch_norm' in integrity_failure(
         as_learner_code(bn_mistakes.book_batch_norm), 'output_shape')
     assert 'is a copy of d2l_utils.book.BookBatchNorm' in integrity_failure(

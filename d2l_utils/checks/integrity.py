@@ -11,14 +11,15 @@ says why a target is not the learner's own work, or returns None:
 - its code reaches a package implementation of what the assignment asks for (a wrapper around
   ``d2l_utils.batch_norm``; for the backward pass also autograd: ``attach_grad``/``backward``);
 - its code is a package implementation pasted (the taught, the book's or the fast one): the same
-  bytecode, names and constants (comments, docstrings, blank lines and local variable names do
-  not count), function by function.
+  instructions, names and constants (comments, docstrings, blank lines and local variable names
+  do not count), function by function.
 
 A learner can still paste the code and change a line (or paste a planted mistake, which then
 fails its property); that needs a person reading the code (nbgrader's formgrader shows it).
 ``dependencies(target)`` lists what the target's code reaches, which ``grading`` also uses to
 notice that a helper was redefined since the last check.
 """
+import dis
 import importlib
 import inspect
 import types
@@ -130,14 +131,37 @@ def dependencies(target):
 
 def code_signature(function):
     """What a function's code does, without comments, docstring, line numbers or local names:
-    (bytecode, global/attribute names, constants), nested code included."""
+    its instructions and their arguments, nested code included."""
     return signature_of(function.__code__, function.__doc__)
 
 
+# the same source can compile to either form of an attribute call (seen between a module and a
+# notebook cell), so both count as one
+SAME_OPCODE = {'LOAD_METHOD': 'LOAD_ATTR', 'CALL_METHOD': 'CALL_FUNCTION'}
+SKIPPED_OPCODES = {'CACHE', 'NOP', 'RESUME', 'PRECALL', 'PUSH_NULL', 'EXTENDED_ARG'}
+
+
 def signature_of(code, doc=None):
-    consts = tuple(signature_of(c) if isinstance(c, types.CodeType) else
-                   (None if doc is not None and c == doc else c) for c in code.co_consts)
-    return code.co_code, code.co_names, consts
+    """(opname, argument) per instruction: local variables by number (their names do not
+    count), jumps without targets, constants by value (code objects recursively, the docstring
+    left out), global and attribute names by name."""
+    out = []
+    for ins in dis.get_instructions(code):
+        if ins.opname in SKIPPED_OPCODES:
+            continue
+        name = SAME_OPCODE.get(ins.opname, ins.opname)
+        if ins.opname.endswith('_FAST') or 'DEREF' in ins.opname or 'CLOSURE' in ins.opname:
+            arg = ins.arg
+        elif 'JUMP' in ins.opname or ins.opname in ('FOR_ITER', 'SEND', 'SETUP_FINALLY'):
+            arg = None
+        elif isinstance(ins.argval, types.CodeType):
+            arg = signature_of(ins.argval)
+        elif ins.opname == 'LOAD_CONST' and doc is not None and ins.argval == doc:
+            arg = '<docstring>'
+        else:
+            arg = ins.argval
+        out.append((name, arg))
+    return tuple(out)
 
 
 def layer_signature(cls):
