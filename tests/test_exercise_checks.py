@@ -27,7 +27,8 @@ QUICK = dict(NUM_EPOCHS=1, TRAIN_SUBSET=2048, BATCH_SIZE=256)   # tools/run_note
 def reference_output():
     """The printed lines of the reference run's check-as-you-go cell."""
     nb = json.loads(REFERENCE.read_text())
-    cell = next(c for c in nb['cells'] if ''.join(c['source']).endswith('check_exercises(globals())'))
+    cell = next(c for c in nb['cells']
+                if ''.join(c['source']).endswith('check_exercises(globals())'))
     return ''.join(''.join(o.get('text', '')) for o in cell['outputs'])
 
 

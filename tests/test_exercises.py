@@ -202,7 +202,8 @@ HANGS = {
             '2_batch_norm_block', 'a2_batch_norm_block', 'ctx = X.context',
             loop(' ' * 8) + 'ctx = X.context')},
         '3_lenet': {'a3_batch_norm_block': solution_with(
-            '3_lenet', 'a3_batch_norm_block', 'ctx = X.context', loop(' ' * 8) + 'ctx = X.context')},
+            '3_lenet', 'a3_batch_norm_block', 'ctx = X.context',
+            loop(' ' * 8) + 'ctx = X.context')},
         '4_backward': {'a4_backward': solution_with(
             '4_backward', 'a4_backward', 'axes = 0 if', loop(' ' * 4) + 'axes = 0 if')}},
     'loops_in_prediction': {'1_batch_norm': {'a1_batch_norm': solution_with(
@@ -469,7 +470,7 @@ def test_a_function_that_hangs_only_when_predicting_keeps_its_training_points(co
         'a1_moving_var_update', 'a1_gradients'}
 
 
-# ----------------------------------------------------------------------------- the instructor's commands
+# ----------------------------------------------------------------------------- instructor commands
 
 def test_a_failed_generation_leaves_the_release_as_it_was(tmp_path):
     """nbgrader generate_assignment --force deletes release/<assignment> before it fails on a

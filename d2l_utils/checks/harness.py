@@ -18,7 +18,8 @@ from ..layers import BatchNorm, batch_norm, param_shape
 __all__ = ['BlockInstance', 'Case', 'EPS', 'Failure', 'FunctionInstance', 'MODES', 'MODE_PHASES',
            'MOMENTUM',
            'RECORDING_MODES', 'SECOND_DEVICE', 'SHAPES', 'Subject', 'cases', 'check_unchanged',
-           'close', 'constructor_problem', 'describe', 'exception_cause', 'fmt', 'looks_like_function',
+           'close', 'constructor_problem', 'describe', 'exception_cause', 'fmt',
+           'looks_like_function',
            'run', 'stat_axes', 'worst']
 
 EPS, MOMENTUM = 1e-5, 0.9
