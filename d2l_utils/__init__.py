@@ -97,7 +97,6 @@ __all__ = [
     'GroupNorm', 'InstanceNorm', 'LayerNorm', 'group_norm', 'instance_norm', 'layer_norm',
     # beyond the book: folding BN for prediction, the papers' experiments (notebook 6)
     'fold_batch_norm', 'NoisyBatchNorm', 'gradient_direction_probe', 'train_steps',
-    # several machines: MXNet's parameter server on this machine (notebook C)
     'launch_local',
     # grading a learner's code (the nbgrader course in exercises/)
     'GradingFailure', 'check', 'check_batch_norm_backward', 'check_lenet', 'expect', 'grade',

@@ -18,6 +18,7 @@ a failure names the worker, and every process (with its children: each runs in i
 process group) is ended when one fails, when the time limit passes, or on a KeyboardInterrupt.
 """
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -31,6 +32,8 @@ LOOPBACK = '127.0.0.1'   # the only address any process listens on or connects t
 STDERR_TAIL_LINES = 15   # lines of a failed process's stderr quoted in the error
 EXIT_GRACE = 10          # seconds the scheduler and servers get to exit after the workers
 POLL_SECONDS = 0.05
+WORKER_ID = re.compile(r'W\[(\d+)\] is connected to others')   # ps-lite's log, PS_VERBOSE=1
+FIRST_WORKER_ID = 9   # ps-lite's node id of worker rank 0 (then 11, 13, ...)
 
 
 class DistributedRunError(RuntimeError):
@@ -85,16 +88,41 @@ def python_command(script, args):
 
 
 class Process:
-    """One started process of the job: its role, its output files, its Popen."""
+    """One started process of the job: its role, its output files, its Popen.
 
-    def __init__(self, name, command, env, folder):
-        self.name = name
-        self.stdout_path = os.path.join(folder, name.replace(' ', '_') + '.out')
-        self.stderr_path = os.path.join(folder, name.replace(' ', '_') + '.err')
+    A worker's rank is not known when it starts: the scheduler gives ranks in the order of the
+    ports the workers happen to listen on. With PS_VERBOSE=1 ps-lite logs the node id it got
+    ('W[9] is connected to others'); worker ids are 9, 11, 13, ... for ranks 0, 1, 2, ...
+    """
+
+    def __init__(self, role, index, command, env, folder):
+        self.role, self.index = role, index
+        stem = f'{role}{"" if index is None else index}'
+        self.stdout_path = os.path.join(folder, stem + '.out')
+        self.stderr_path = os.path.join(folder, stem + '.err')
         with open(self.stdout_path, 'w') as out, open(self.stderr_path, 'w') as err:
             # its own session and process group: killpg later reaches its children too
             self.popen = subprocess.Popen(command, env=env, stdout=out, stderr=err,
                                           stdin=subprocess.DEVNULL, start_new_session=True)
+
+    @property
+    def rank(self):
+        """The worker's rank once the scheduler has given it one, else None."""
+        found = WORKER_ID.search(self.read('stderr')) if self.role == 'worker' else None
+        return (int(found.group(1)) - FIRST_WORKER_ID) // 2 if found else None
+
+    @property
+    def name(self):
+        """'scheduler', 'server 0', 'worker 1' (its rank), or 'worker started 2nd (no rank
+        yet)' for a worker the scheduler has not given a rank."""
+        if self.role != 'worker':
+            return self.role if self.index is None else f'{self.role} {self.index}'
+        rank = self.rank
+        if rank is not None:
+            return f'worker {rank}'
+        nth = self.index + 1
+        suffix = {1: 'st', 2: 'nd', 3: 'rd'}.get(nth if nth < 20 else nth % 10, 'th')
+        return f'worker started {nth}{suffix} (no rank yet)'
 
     def read(self, which='stdout'):
         with open(self.stdout_path if which == 'stdout' else self.stderr_path,
@@ -102,7 +130,8 @@ class Process:
             return f.read()
 
     def stderr_tail(self):
-        lines = self.read('stderr').rstrip().splitlines()[-STDERR_TAIL_LINES:]
+        lines = [line for line in self.read('stderr').rstrip().splitlines()
+                 if 'ps-lite' not in line][-STDERR_TAIL_LINES:]
         return '\n'.join('    ' + line for line in lines) or '    (nothing on stderr)'
 
     def end(self):
@@ -131,8 +160,8 @@ def launch_local(script, *args, num_workers=2, num_servers=1, time_limit=300, po
     env: extra environment variables (str -> str) for every process, e.g.
         ``{'OMP_NUM_THREADS': '1'}``.
 
-    Returns a list of num_workers strings: the standard output of worker 0, 1, ... (worker k
-    is started with ``DMLC_RANK=k``, so ``kv.rank`` is k). Raises DistributedRunError naming
+    Returns a list of num_workers strings: the standard output of the workers in the order
+    of their ``kv.rank`` (0, 1, ...; the scheduler assigns the ranks). Raises DistributedRunError naming
     the process (with the end of its stderr) when one exits with an error or the time limit
     passes, PortInUseError when ``port`` is taken. Every process is ended before this returns
     or raises, also after a KeyboardInterrupt.
@@ -160,19 +189,26 @@ def launch_local(script, *args, num_workers=2, num_servers=1, time_limit=300, po
                   DMLC_NODE_HOST=LOOPBACK, DMLC_NUM_SERVER=str(num_servers),
                   DMLC_NUM_WORKER=str(num_workers))
     mxnet_itself = [sys.executable, '-c', 'import mxnet']   # runs a scheduler or server, exits
-    roles = ([('scheduler', 'scheduler', None, mxnet_itself)]
-             + [(f'server {k}', 'server', k, mxnet_itself) for k in range(num_servers)]
-             + [(f'worker {k}', 'worker', k, worker_command) for k in range(num_workers)])
+    roles = ([('scheduler', None, mxnet_itself)]
+             + [('server', k, mxnet_itself) for k in range(num_servers)]
+             + [('worker', k, worker_command) for k in range(num_workers)])
     processes = []
     with tempfile.TemporaryDirectory(prefix='launch_local_') as folder:
         try:
-            for name, role, rank, command in roles:
+            for role, index, command in roles:
                 role_env = dict(common, DMLC_ROLE=role)
-                if rank is not None:
-                    role_env['DMLC_RANK'] = str(rank)
-                processes.append(Process(name, command, role_env, folder))
+                if role == 'worker':
+                    role_env['PS_VERBOSE'] = '1'   # logs the worker's id, hence its rank
+                processes.append(Process(role, index, command, role_env, folder))
             wait_for_job(processes, num_workers, time_limit)
-            return [p.read() for p in processes if p.name.startswith('worker')]
+            workers = processes[-num_workers:]
+            ranks = [w.rank for w in workers]
+            if sorted(ranks) != list(range(num_workers)):
+                raise DistributedRunError(
+                    f'launch_local: the workers finished but their ranks {ranks} are not 0 to '
+                    f'{num_workers - 1}: did the script create a dist kvstore '
+                    f'(mx.kv.create(\'dist_sync\'))?', 'worker', 0, workers[0].read('stderr'))
+            return [w.read() for w in sorted(workers, key=lambda w: w.rank)]
         finally:
             for p in processes:
                 p.end()

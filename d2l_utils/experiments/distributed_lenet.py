@@ -31,8 +31,9 @@ from ..layers import BatchNorm, batch_norm, moving_average
 from ..models import lenet
 from ..training import set_seed
 
-__all__ = ['StoreBatchNorm', 'StoreBatchNormFunction', 'StoreBatchNormMaker', 'main',
-           'parameter_digest']
+__all__ = ['StoreBatchNorm', 'StoreBatchNormFunction', 'StoreBatchNormMaker', 'first_batch',
+           'main', 'moving_statistics', 'moving_statistics_spread', 'one_process_statistics',
+           'parameter_digest', 'read_records']
 
 FIRST_KEY = 10 ** 6   # store keys of the BN sums, far above the Trainer's (0, 1, ... per param)
 
@@ -168,6 +169,76 @@ def parameter_digest(net, learned=True):
         if (param.grad_req != 'null') == learned:
             sha.update(param.data().asnumpy().tobytes())
     return sha.hexdigest()[:12]
+
+
+def read_records(outputs):
+    """``launch_local``'s outputs (one str per worker) -> the workers' JSON records (dicts),
+    checking that worker k reports rank k."""
+    records = [json.loads(out.strip().splitlines()[-1]) for out in outputs]
+    for k, record in enumerate(records):
+        if record['rank'] != k:
+            raise RuntimeError(f'output {k} comes from rank {record["rank"]}: launch_local '
+                               f'returns them in rank order; was the job started another way?')
+    return records
+
+
+def first_batch(folder, num_workers):
+    """(X, y): the workers' first batches (``batch1_worker<k>.npz``) concatenated in rank
+    order, X (batch, 1, 28, 28), y (batch,), as NDArrays: the whole batch of the first step."""
+    parts = [np.load(os.path.join(folder, f'batch1_worker{k}.npz')) for k in range(num_workers)]
+    return (nd.array(np.concatenate([p['X'] for p in parts])),
+            nd.array(np.concatenate([p['y'] for p in parts])))
+
+
+def one_process_statistics(params_file, X):
+    """The mean and biased variance (float64, shape (C,)) of every BN layer's input when one
+    process runs ``X`` through LeNet (the scratch ``BatchNorm``, weights from ``params_file``)
+    in training mode: the statistics a synchronized worker should have used. A list of
+    (mean, var), one per BN layer."""
+    net = lenet(bn='scratch')
+    net.load_parameters(params_file)
+    stats = []
+
+    def record(layer, inputs):
+        x = inputs[0].asnumpy().astype(np.float64)
+        axes = (0, 2, 3) if x.ndim == 4 else 0
+        stats.append((x.mean(axis=axes), x.var(axis=axes)))
+
+    for layer in net:
+        if isinstance(layer, BatchNorm):
+            layer.register_forward_pre_hook(record)
+    with autograd.train_mode():
+        net(X)
+    return stats
+
+
+def moving_statistics(params_file):
+    """{BN layer's structural name (e.g. '1'): (moving mean, moving variance)}, each (C,)
+    float64, read from a file saved by ``save_parameters`` (either BN layer kind)."""
+    stats = {}
+    for name, value in nd.load(params_file).items():
+        layer, _, what = name.rpartition('.')
+        if what in ('running_mean', 'moving_mean'):
+            stats.setdefault(layer, [None, None])[0] = value.asnumpy().reshape(-1)
+        elif what in ('running_var', 'moving_var'):
+            stats.setdefault(layer, [None, None])[1] = value.asnumpy().reshape(-1)
+    return {layer: (m.astype(np.float64), v.astype(np.float64)) for layer, (m, v) in stats.items()}
+
+
+def moving_statistics_spread(params_files, eps=1e-5):
+    """How far apart the workers' moving statistics are, measured as ``device_copy_spread``
+    measures devices' copies: for each BN layer, 'mean_gap' is the largest |mean_k - mean_0|
+    over channels and workers k in units of worker 0's sqrt(var_0 + eps), 'var_gap' the
+    largest |var_k / var_0 - 1|. params_files: one file per worker, worker 0 first.
+    Returns {layer: {'mean_gap': float, 'var_gap': float}}."""
+    per_worker = [moving_statistics(f) for f in params_files]
+    spread = {}
+    for layer, (mean0, var0) in per_worker[0].items():
+        means = np.array([w[layer][0] for w in per_worker])
+        vars_ = np.array([w[layer][1] for w in per_worker])
+        spread[layer] = {'mean_gap': float(np.max(np.abs(means - mean0) / np.sqrt(var0 + eps))),
+                         'var_gap': float(np.max(np.abs(vars_ / var0 - 1)))}
+    return spread
 
 
 def parse_args(argv=None):
