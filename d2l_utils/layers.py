@@ -16,6 +16,118 @@ __all__ = ['BatchNorm', 'BatchNormCalling', 'batch_norm', 'check_batch_norm_inpu
            'moving_average', 'param_shape']
 
 
+def batch_norm(X, gamma, beta, moving_mean, moving_var, eps, momentum):
+    """Normalize X per feature (2-D: N x D) or per channel (4-D: N x C x H x W).
+
+    gamma, beta, moving_mean, moving_var: shape (1, D) or (1, C, 1, 1).
+    Returns (Y, moving_mean, moving_var); Y has X's shape. In training mode (inside
+    ``autograd.record()``) X is normalized with the batch mean and biased batch variance and the
+    returned moving statistics are updated; in prediction mode the moving statistics are used
+    and returned unchanged.
+    """
+    check_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var, eps, momentum)
+    # autograd tells us the mode: record() means training, otherwise we are predicting
+    if not autograd.is_training():
+        # Prediction: use the moving averages, so an example's output does not depend on its batch
+        X_hat = (X - moving_mean) / nd.sqrt(moving_var + eps)
+    else:
+        # Fully connected (N, D): statistics per feature, over the batch (axis 0).
+        # Convolutional (N, C, H, W): per channel, over the batch and all positions (axes 0, 2, 3).
+        # keepdims=True gives shape (1, D) or (1, C, 1, 1), which broadcasts against X.
+        axes = 0 if X.ndim == 2 else (0, 2, 3)
+        mean = X.mean(axis=axes, keepdims=True)
+        # Biased variance (divide by m, not m - 1), as the paper and nn.BatchNorm do in training
+        var = nd.square(X - mean).mean(axis=axes, keepdims=True)
+        # Standardize with the batch's own statistics
+        X_hat = (X - mean) / nd.sqrt(var + eps)
+        # Exponential moving averages, the estimate of the whole data's statistics used to predict
+        moving_mean = momentum * moving_mean + (1.0 - momentum) * mean
+        moving_var = momentum * moving_var + (1.0 - momentum) * var
+    Y = gamma * X_hat + beta  # scale and shift: the layer can learn back any mean and variance
+    return Y, moving_mean, moving_var
+
+
+class BatchNorm(nn.Block):
+    """Batch normalization layer built on ``batch_norm``.
+
+    num_features: the number of outputs of the layer before (Dense units or Conv2D channels).
+    num_dims: 2 after a Dense layer (input (N, D)), 4 after a Conv2D layer (input (N, C, H, W)).
+    Parameters gamma, beta (learned) and moving_mean, moving_var (not learned) all have shape
+    (1, num_features) or (1, num_features, 1, 1). eps=1e-5 and momentum=0.9, as in the book
+    and as nn.BatchNorm's defaults.
+    """
+
+    def __init__(self, num_features, num_dims, **kwargs):
+        super(BatchNorm, self).__init__(**kwargs)
+        if num_dims == 2:
+            shape = (1, num_features)
+        elif num_dims == 4:
+            shape = (1, num_features, 1, 1)
+        else:
+            raise ValueError('BatchNorm num_dims must be 2 (after Dense: input (N, D)) or 4 '
+                             '(after Conv2D: input (N, C, H, W)); got %r. For a 1-D sequence '
+                             '(N, C, L), use num_dims=4 and reshape the input to (N, C, L, 1).'
+                             % (num_dims,))
+        check_num_features(num_features, 'BatchNorm')
+        self.eps, self.momentum = 1e-5, 0.9
+        # Scale and shift are learned; start as the identity (gamma 1, beta 0). Each Parameter
+        # has its own init, which takes precedence over the one given to net.initialize.
+        self.gamma = self.params.get('gamma', shape=shape, init=init.One())
+        self.beta = self.params.get('beta', shape=shape, init=init.Zero())
+        # The moving statistics are Parameters that get no gradient (grad_req='null') and are
+        # never differentiated, so the Trainer skips them; as Parameters they move with
+        # reset_ctx/initialize(ctx=...) and are saved by save_parameters.
+        # moving_var starts at ones, like nn.BatchNorm. The book starts it at zeros, so predicting
+        # before any training divides by sqrt(eps) ~ 0.003: outputs hundreds of times too large.
+        self.moving_mean = self.params.get('moving_mean', shape=shape, init=init.Zero(),
+                                           grad_req='null', differentiable=False)
+        self.moving_var = self.params.get('moving_var', shape=shape, init=init.One(),
+                                          grad_req='null', differentiable=False)
+
+    def forward(self, X):
+        ctx = X.context   # use the copies on X's device (one copy per device in data parallelism)
+        Y, moving_mean, moving_var = batch_norm(
+            X, self.gamma.data(ctx), self.beta.data(ctx), self.moving_mean.data(ctx),
+            self.moving_var.data(ctx), eps=self.eps, momentum=self.momentum)
+        if autograd.is_training():
+            # Write the new statistics into this device's copy, in place. They are state, not
+            # part of what the gradient flows through; and inside record() MXNet refuses in-place
+            # writes to arrays the recorded graph uses, so pause recording.
+            with autograd.pause():
+                self.moving_mean.data(ctx)[:] = moving_mean
+                self.moving_var.data(ctx)[:] = moving_var
+        return Y
+
+
+class BatchNormCalling(BatchNorm):
+    """``BatchNorm`` whose forward calls ``self.batch_norm_fn`` instead of ``batch_norm``.
+
+    A subclass sets ``batch_norm_fn`` (a function with ``batch_norm``'s signature and results,
+    or a property choosing one per call) and keeps everything else: the Parameters, the
+    per-device copies and the in-place update of the moving statistics. ``FastBatchNorm`` and
+    the layers of ``bn_mistakes`` are built this way; tests/test_layers.py checks that this
+    forward is ``BatchNorm.forward`` with that one name changed.
+    """
+
+    batch_norm_fn = staticmethod(batch_norm)
+
+    def forward(self, X):
+        ctx = X.context   # use the copies on X's device (one copy per device in data parallelism)
+        Y, moving_mean, moving_var = self.batch_norm_fn(
+            X, self.gamma.data(ctx), self.beta.data(ctx), self.moving_mean.data(ctx),
+            self.moving_var.data(ctx), eps=self.eps, momentum=self.momentum)
+        if autograd.is_training():
+            # Write the new statistics into this device's copy, in place. They are state, not
+            # part of what the gradient flows through; and inside record() MXNet refuses in-place
+            # writes to arrays the recorded graph uses, so pause recording.
+            with autograd.pause():
+                self.moving_mean.data(ctx)[:] = moving_mean
+                self.moving_var.data(ctx)[:] = moving_var
+        return Y
+
+
+# --- What the taught code calls: the parameters' shape, the moving average, the input checks
+
 def param_shape(num_features, num_dims):
     """The shape of gamma, beta and the moving statistics: (1, D) for num_dims 2 (input (N, D)),
     (1, C, 1, 1) for num_dims 4 (input (N, C, H, W)), so they broadcast against the input."""
@@ -127,121 +239,3 @@ def check_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var, eps=None, m
             'flow. Train with batches of at least 2 examples (a last partial batch of 1: choose '
             'another batch size or drop it), or predict outside autograd.record().'
             % ('feature' if len(shape) == 2 else 'channel', shape))
-
-
-def batch_norm(X, gamma, beta, moving_mean, moving_var, eps, momentum):
-    """Normalize X per feature (2-D: N x D) or per channel (4-D: N x C x H x W).
-
-    gamma, beta, moving_mean, moving_var: shape (1, D) or (1, C, 1, 1).
-    Returns (Y, moving_mean, moving_var); Y has X's shape. In training mode (inside
-    ``autograd.record()``) X is normalized with the batch mean and biased batch variance and the
-    returned moving statistics are updated; in prediction mode the moving statistics are used
-    and returned unchanged.
-    """
-    check_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var, eps, momentum)
-    # autograd tells us the mode: record() means training, otherwise we are predicting
-    if not autograd.is_training():
-        # Prediction: use the moving averages, so an example's output does not depend on its batch
-        X_centered, var = X - moving_mean, moving_var
-    else:
-        # Fully connected (N, D): statistics per feature, over the batch (axis 0).
-        # Convolutional (N, C, H, W): per channel, over the batch and all positions (axes 0, 2, 3).
-        # keepdims=True gives shape (1, D) or (1, C, 1, 1), which broadcasts against X.
-        axes = 0 if X.ndim == 2 else (0, 2, 3)
-        mean = X.mean(axis=axes, keepdims=True)
-        X_centered = X - mean                 # computed once, used by var and Y
-        # Biased variance (divide by m, not m - 1), as the paper and nn.BatchNorm do in training.
-        # nd.square is one simple operator; ** 2 goes through the generic power operator,
-        # which measured about 4x slower here.
-        var = nd.square(X_centered).mean(axis=axes, keepdims=True)
-        # Exponential moving averages, the estimate of the whole data's statistics used to predict
-        moving_mean = momentum * moving_mean + (1.0 - momentum) * mean
-        moving_var = momentum * moving_var + (1.0 - momentum) * var
-    # The book's X_hat = (X - mean) / sqrt(var + eps) and Y = gamma * X_hat + beta, grouped as
-    # Y = (X - mean) * (gamma / sqrt(var + eps)) + beta. Same formula; but sqrt, division and
-    # gamma now act once per channel on the small (1, C, 1, 1) statistics, and one product with
-    # X's shape is left instead of two. Each broadcast product costs autograd a slow sum over
-    # the batch and positions in backward: this grouping made the layer ~1.6x faster (LeNet's
-    # first BN layer, 256x6x24x24, forward + backward: 175 -> 109 ms on a 2-core CPU).
-    scale = gamma / nd.sqrt(var + eps)
-    Y = X_centered * scale + beta  # scale and shift: the layer can learn back any mean and variance
-    return Y, moving_mean, moving_var
-
-
-class BatchNorm(nn.Block):
-    """Batch normalization layer built on ``batch_norm``.
-
-    num_features: the number of outputs of the layer before (Dense units or Conv2D channels).
-    num_dims: 2 after a Dense layer (input (N, D)), 4 after a Conv2D layer (input (N, C, H, W)).
-    Parameters gamma, beta (learned) and moving_mean, moving_var (not learned) all have shape
-    (1, num_features) or (1, num_features, 1, 1). eps=1e-5 and momentum=0.9, as in the book
-    and as nn.BatchNorm's defaults.
-    """
-
-    def __init__(self, num_features, num_dims, **kwargs):
-        super(BatchNorm, self).__init__(**kwargs)
-        if num_dims == 2:
-            shape = (1, num_features)
-        elif num_dims == 4:
-            shape = (1, num_features, 1, 1)
-        else:
-            raise ValueError('BatchNorm num_dims must be 2 (after Dense: input (N, D)) or 4 '
-                             '(after Conv2D: input (N, C, H, W)); got %r. For a 1-D sequence '
-                             '(N, C, L), use num_dims=4 and reshape the input to (N, C, L, 1).'
-                             % (num_dims,))
-        check_num_features(num_features, 'BatchNorm')
-        self.eps, self.momentum = 1e-5, 0.9
-        # Scale and shift are learned; start as the identity (gamma 1, beta 0). Each Parameter
-        # has its own init, which takes precedence over the one given to net.initialize.
-        self.gamma = self.params.get('gamma', shape=shape, init=init.One())
-        self.beta = self.params.get('beta', shape=shape, init=init.Zero())
-        # The moving statistics are Parameters that get no gradient (grad_req='null') and are
-        # never differentiated, so the Trainer skips them; as Parameters they move with
-        # reset_ctx/initialize(ctx=...) and are saved by save_parameters.
-        # moving_var starts at ones, like nn.BatchNorm. The book starts it at zeros, so predicting
-        # before any training divides by sqrt(eps) ~ 0.003: outputs hundreds of times too large.
-        self.moving_mean = self.params.get('moving_mean', shape=shape, init=init.Zero(),
-                                           grad_req='null', differentiable=False)
-        self.moving_var = self.params.get('moving_var', shape=shape, init=init.One(),
-                                          grad_req='null', differentiable=False)
-
-    def forward(self, X):
-        ctx = X.context   # use the copies on X's device (one copy per device in data parallelism)
-        Y, moving_mean, moving_var = batch_norm(
-            X, self.gamma.data(ctx), self.beta.data(ctx), self.moving_mean.data(ctx),
-            self.moving_var.data(ctx), eps=self.eps, momentum=self.momentum)
-        if autograd.is_training():
-            # Write the new statistics into this device's copy, in place. They are state, not
-            # part of what the gradient flows through; and inside record() MXNet refuses in-place
-            # writes to arrays the recorded graph uses, so pause recording.
-            with autograd.pause():
-                self.moving_mean.data(ctx)[:] = moving_mean
-                self.moving_var.data(ctx)[:] = moving_var
-        return Y
-
-
-class BatchNormCalling(BatchNorm):
-    """``BatchNorm`` whose forward calls ``self.batch_norm_fn`` instead of ``batch_norm``.
-
-    A subclass sets ``batch_norm_fn`` (a function with ``batch_norm``'s signature and results,
-    or a property choosing one per call) and keeps everything else: the Parameters, the
-    per-device copies and the in-place update of the moving statistics. ``FastBatchNorm`` and
-    the layers of ``bn_mistakes`` are built this way; tests/test_layers.py checks that this
-    forward is ``BatchNorm.forward`` with that one name changed.
-    """
-
-    batch_norm_fn = staticmethod(batch_norm)
-
-    def forward(self, X):
-        ctx = X.context   # use the copies on X's device (one copy per device in data parallelism)
-        Y, moving_mean, moving_var = self.batch_norm_fn(
-            X, self.gamma.data(ctx), self.beta.data(ctx), self.moving_mean.data(ctx),
-            self.moving_var.data(ctx), eps=self.eps, momentum=self.momentum)
-        if autograd.is_training():
-            # Write the new statistics into this device's copy, in place. They are state, not
-            # part of what the gradient flows through; and inside record() MXNet refuses in-place
-            # writes to arrays the recorded graph uses, so pause recording.
-            with autograd.pause():
-                self.moving_mean.data(ctx)[:] = moving_mean
-                self.moving_var.data(ctx)[:] = moving_var
-        return Y

@@ -42,29 +42,21 @@ def batch_norm_negative_variance(X, gamma, beta, moving_mean, moving_var, eps, m
     # autograd tells us the mode: record() means training, otherwise we are predicting
     if not autograd.is_training():
         # Prediction: use the moving averages, so an example's output does not depend on its batch
-        X_centered, var = X - moving_mean, moving_var
+        X_hat = (X - moving_mean) / nd.sqrt(moving_var + eps)
     else:
         # Fully connected (N, D): statistics per feature, over the batch (axis 0).
         # Convolutional (N, C, H, W): per channel, over the batch and all positions (axes 0, 2, 3).
         # keepdims=True gives shape (1, D) or (1, C, 1, 1), which broadcasts against X.
         axes = 0 if X.ndim == 2 else (0, 2, 3)
         mean = X.mean(axis=axes, keepdims=True)
-        X_centered = X - mean                 # computed once, used by var and Y
-        # Biased variance (divide by m, not m - 1), as the paper and nn.BatchNorm do in training.
-        # nd.square is one simple operator; ** 2 goes through the generic power operator,
-        # which measured about 4x slower here.
+        # Biased variance (divide by m, not m - 1), as the paper and nn.BatchNorm do in training
         var = (X - mean ** 2).mean(axis=axes, keepdims=True)   # BUG: nd.square(X - mean)
+        # Standardize with the batch's own statistics
+        X_hat = (X - mean) / nd.sqrt(var + eps)
         # Exponential moving averages, the estimate of the whole data's statistics used to predict
         moving_mean = momentum * moving_mean + (1.0 - momentum) * mean
         moving_var = momentum * moving_var + (1.0 - momentum) * var
-    # The book's X_hat = (X - mean) / sqrt(var + eps) and Y = gamma * X_hat + beta, grouped as
-    # Y = (X - mean) * (gamma / sqrt(var + eps)) + beta. Same formula; but sqrt, division and
-    # gamma now act once per channel on the small (1, C, 1, 1) statistics, and one product with
-    # X's shape is left instead of two. Each broadcast product costs autograd a slow sum over
-    # the batch and positions in backward: this grouping made the layer ~1.6x faster (LeNet's
-    # first BN layer, 256x6x24x24, forward + backward: 175 -> 109 ms on a 2-core CPU).
-    scale = gamma / nd.sqrt(var + eps)
-    Y = X_centered * scale + beta  # scale and shift: the layer can learn back any mean and variance
+    Y = gamma * X_hat + beta  # scale and shift: the layer can learn back any mean and variance
     return Y, moving_mean, moving_var
 
 
@@ -79,29 +71,21 @@ def batch_norm_mean_from_itself(X, gamma, beta, moving_mean, moving_var, eps, mo
     # autograd tells us the mode: record() means training, otherwise we are predicting
     if not autograd.is_training():
         # Prediction: use the moving averages, so an example's output does not depend on its batch
-        X_centered, var = X - moving_mean, moving_var
+        X_hat = (X - moving_mean) / nd.sqrt(moving_var + eps)
     else:
         # Fully connected (N, D): statistics per feature, over the batch (axis 0).
         # Convolutional (N, C, H, W): per channel, over the batch and all positions (axes 0, 2, 3).
         # keepdims=True gives shape (1, D) or (1, C, 1, 1), which broadcasts against X.
         axes = 0 if X.ndim == 2 else (0, 2, 3)
         mean = X.mean(axis=axes, keepdims=True)
-        X_centered = X - mean                 # computed once, used by var and Y
-        # Biased variance (divide by m, not m - 1), as the paper and nn.BatchNorm do in training.
-        # nd.square is one simple operator; ** 2 goes through the generic power operator,
-        # which measured about 4x slower here.
-        var = nd.square(X_centered).mean(axis=axes, keepdims=True)
+        # Biased variance (divide by m, not m - 1), as the paper and nn.BatchNorm do in training
+        var = nd.square(X - mean).mean(axis=axes, keepdims=True)
+        # Standardize with the batch's own statistics
+        X_hat = (X - mean) / nd.sqrt(var + eps)
         # Exponential moving averages, the estimate of the whole data's statistics used to predict
         moving_mean = momentum * moving_mean + (1.0 - momentum) * moving_mean   # BUG: * mean
         moving_var = momentum * moving_var + (1.0 - momentum) * var
-    # The book's X_hat = (X - mean) / sqrt(var + eps) and Y = gamma * X_hat + beta, grouped as
-    # Y = (X - mean) * (gamma / sqrt(var + eps)) + beta. Same formula; but sqrt, division and
-    # gamma now act once per channel on the small (1, C, 1, 1) statistics, and one product with
-    # X's shape is left instead of two. Each broadcast product costs autograd a slow sum over
-    # the batch and positions in backward: this grouping made the layer ~1.6x faster (LeNet's
-    # first BN layer, 256x6x24x24, forward + backward: 175 -> 109 ms on a 2-core CPU).
-    scale = gamma / nd.sqrt(var + eps)
-    Y = X_centered * scale + beta  # scale and shift: the layer can learn back any mean and variance
+    Y = gamma * X_hat + beta  # scale and shift: the layer can learn back any mean and variance
     return Y, moving_mean, moving_var
 
 
@@ -117,29 +101,21 @@ def batch_norm_var_plus(X, gamma, beta, moving_mean, moving_var, eps, momentum):
     # autograd tells us the mode: record() means training, otherwise we are predicting
     if not autograd.is_training():
         # Prediction: use the moving averages, so an example's output does not depend on its batch
-        X_centered, var = X - moving_mean, moving_var
+        X_hat = (X - moving_mean) / nd.sqrt(moving_var + eps)
     else:
         # Fully connected (N, D): statistics per feature, over the batch (axis 0).
         # Convolutional (N, C, H, W): per channel, over the batch and all positions (axes 0, 2, 3).
         # keepdims=True gives shape (1, D) or (1, C, 1, 1), which broadcasts against X.
         axes = 0 if X.ndim == 2 else (0, 2, 3)
         mean = X.mean(axis=axes, keepdims=True)
-        X_centered = X - mean                 # computed once, used by var and Y
-        # Biased variance (divide by m, not m - 1), as the paper and nn.BatchNorm do in training.
-        # nd.square is one simple operator; ** 2 goes through the generic power operator,
-        # which measured about 4x slower here.
-        var = nd.square(X_centered).mean(axis=axes, keepdims=True)
+        # Biased variance (divide by m, not m - 1), as the paper and nn.BatchNorm do in training
+        var = nd.square(X - mean).mean(axis=axes, keepdims=True)
+        # Standardize with the batch's own statistics
+        X_hat = (X - mean) / nd.sqrt(var + eps)
         # Exponential moving averages, the estimate of the whole data's statistics used to predict
         moving_mean = momentum * moving_mean + (1.0 - momentum) * mean
         moving_var = momentum * moving_var + (1.0 - momentum) + moving_var   # BUG: * var
-    # The book's X_hat = (X - mean) / sqrt(var + eps) and Y = gamma * X_hat + beta, grouped as
-    # Y = (X - mean) * (gamma / sqrt(var + eps)) + beta. Same formula; but sqrt, division and
-    # gamma now act once per channel on the small (1, C, 1, 1) statistics, and one product with
-    # X's shape is left instead of two. Each broadcast product costs autograd a slow sum over
-    # the batch and positions in backward: this grouping made the layer ~1.6x faster (LeNet's
-    # first BN layer, 256x6x24x24, forward + backward: 175 -> 109 ms on a 2-core CPU).
-    scale = gamma / nd.sqrt(var + eps)
-    Y = X_centered * scale + beta  # scale and shift: the layer can learn back any mean and variance
+    Y = gamma * X_hat + beta  # scale and shift: the layer can learn back any mean and variance
     return Y, moving_mean, moving_var
 
 
@@ -156,29 +132,21 @@ def batch_norm_mode_from_recording(X, gamma, beta, moving_mean, moving_var, eps,
     # autograd tells us the mode: record() means training, otherwise we are predicting
     if not autograd.is_recording():   # BUG: autograd.is_training()
         # Prediction: use the moving averages, so an example's output does not depend on its batch
-        X_centered, var = X - moving_mean, moving_var
+        X_hat = (X - moving_mean) / nd.sqrt(moving_var + eps)
     else:
         # Fully connected (N, D): statistics per feature, over the batch (axis 0).
         # Convolutional (N, C, H, W): per channel, over the batch and all positions (axes 0, 2, 3).
         # keepdims=True gives shape (1, D) or (1, C, 1, 1), which broadcasts against X.
         axes = 0 if X.ndim == 2 else (0, 2, 3)
         mean = X.mean(axis=axes, keepdims=True)
-        X_centered = X - mean                 # computed once, used by var and Y
-        # Biased variance (divide by m, not m - 1), as the paper and nn.BatchNorm do in training.
-        # nd.square is one simple operator; ** 2 goes through the generic power operator,
-        # which measured about 4x slower here.
-        var = nd.square(X_centered).mean(axis=axes, keepdims=True)
+        # Biased variance (divide by m, not m - 1), as the paper and nn.BatchNorm do in training
+        var = nd.square(X - mean).mean(axis=axes, keepdims=True)
+        # Standardize with the batch's own statistics
+        X_hat = (X - mean) / nd.sqrt(var + eps)
         # Exponential moving averages, the estimate of the whole data's statistics used to predict
         moving_mean = momentum * moving_mean + (1.0 - momentum) * mean
         moving_var = momentum * moving_var + (1.0 - momentum) * var
-    # The book's X_hat = (X - mean) / sqrt(var + eps) and Y = gamma * X_hat + beta, grouped as
-    # Y = (X - mean) * (gamma / sqrt(var + eps)) + beta. Same formula; but sqrt, division and
-    # gamma now act once per channel on the small (1, C, 1, 1) statistics, and one product with
-    # X's shape is left instead of two. Each broadcast product costs autograd a slow sum over
-    # the batch and positions in backward: this grouping made the layer ~1.6x faster (LeNet's
-    # first BN layer, 256x6x24x24, forward + backward: 175 -> 109 ms on a 2-core CPU).
-    scale = gamma / nd.sqrt(var + eps)
-    Y = X_centered * scale + beta  # scale and shift: the layer can learn back any mean and variance
+    Y = gamma * X_hat + beta  # scale and shift: the layer can learn back any mean and variance
     return Y, moving_mean, moving_var
 
 
