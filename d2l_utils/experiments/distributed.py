@@ -32,6 +32,10 @@ LOOPBACK = '127.0.0.1'   # the only address any process listens on or connects t
 STDERR_TAIL_LINES = 15   # lines of a failed process's stderr quoted in the error
 EXIT_GRACE = 10          # seconds the scheduler and servers get to exit after the workers
 POLL_SECONDS = 0.05
+# A worker that raises prints its traceback and then hangs: at exit MXNet's store waits for the
+# other nodes. A traceback followed by this many seconds with the process alive is a failure.
+TRACEBACK_GRACE = 5
+TRACEBACK = 'Traceback (most recent call last):'
 WORKER_ID = re.compile(r'W\[(\d+)\] is connected to others')   # ps-lite's log, PS_VERBOSE=1
 FIRST_WORKER_ID = 9   # ps-lite's node id of worker rank 0 (then 11, 13, ...)
 
@@ -161,9 +165,9 @@ def launch_local(script, *args, num_workers=2, num_servers=1, time_limit=300, po
         ``{'OMP_NUM_THREADS': '1'}``.
 
     Returns a list of num_workers strings: the standard output of the workers in the order
-    of their ``kv.rank`` (0, 1, ...; the scheduler assigns the ranks). Raises DistributedRunError naming
-    the process (with the end of its stderr) when one exits with an error or the time limit
-    passes, PortInUseError when ``port`` is taken. Every process is ended before this returns
+    of their ``kv.rank`` (0, 1, ...; the scheduler assigns the ranks). Raises
+    DistributedRunError naming the process (with the end of its stderr) when one exits with an
+    error or the time limit passes, PortInUseError when ``port`` is taken. Every process is ended before this returns
     or raises, also after a KeyboardInterrupt.
     """
     check_positive_int(num_workers, 'num_workers')
@@ -220,6 +224,7 @@ def wait_for_job(processes, num_workers, time_limit):
     start = time.monotonic()
     workers = processes[-num_workers:]
     ended_early = {}   # scheduler or server that exited with 0 while workers ran -> when
+    raised_at = {}     # worker whose stderr shows a traceback while it still runs -> when
     workers_done_at = None
     while True:
         now = time.monotonic()
@@ -233,6 +238,11 @@ def wait_for_job(processes, num_workers, time_limit):
                 ended_early.setdefault(p, now)
                 if now - ended_early[p] > EXIT_GRACE:
                     raise failure(p, 'exited before the workers had finished')
+            if code is None and p in workers and (p in raised_at or TRACEBACK in p.read('stderr')):
+                raised_at.setdefault(p, now)
+                if now - raised_at[p] > TRACEBACK_GRACE:
+                    raise failure(p, 'raised an exception and did not exit (MXNet\'s store waits '
+                                     'for the other workers at exit)')
         if workers_done_at is None and all(w.popen.poll() == 0 for w in workers):
             workers_done_at = now
         if workers_done_at is not None and (

@@ -31,11 +31,44 @@ from ..layers import BatchNorm, batch_norm, moving_average
 from ..models import lenet
 from ..training import set_seed
 
-__all__ = ['StoreBatchNorm', 'StoreBatchNormFunction', 'StoreBatchNormMaker', 'first_batch',
-           'main', 'moving_statistics', 'moving_statistics_spread', 'one_process_statistics',
-           'parameter_digest', 'read_records']
+__all__ = ['PushThenPullStore', 'StoreBatchNorm', 'StoreBatchNormFunction', 'StoreBatchNormMaker',
+           'create_store', 'first_batch', 'main', 'moving_statistics', 'moving_statistics_spread',
+           'one_process_statistics', 'parameter_digest', 'read_records']
 
 FIRST_KEY = 10 ** 6   # store keys of the BN sums, far above the Trainer's (0, 1, ... per param)
+
+
+class PushThenPullStore(mx.kv.KVStore):
+    """A ``dist_sync`` store whose ``broadcast`` and ``pushpull`` wait between their two halves.
+
+    ``Trainer`` with ``update_on_kvstore=False`` first broadcasts every parameter (``init``,
+    then ``pull``) and then, every step, sends each gradient with ``pushpull``. With MXNet
+    1.9.1's own store, under load, one worker's first step sometimes came back wrong (its
+    weights after step 1 were those of an update by the stored initial weights instead of the
+    summed gradient, in about half of the runs on this busy 2-core machine; in a variant that
+    stepped the Trainer once before training, the server aborted with "init 19 first": a pull
+    had overtaken the initialization of its key). The cause inside MXNet was not pinned down. Waiting for every queued operation (``nd.waitall``)
+    after each half made every run agree bit for bit (tests/test_distributed.py checks it).
+    """
+
+    def pushpull(self, key, value, out=None, priority=0):
+        self.push(key, value, priority=priority)
+        nd.waitall()
+        self.pull(key, out=value if out is None else out, priority=priority)
+        nd.waitall()
+
+    def broadcast(self, key, value, out, priority=0):
+        self.init(key, value)
+        nd.waitall()
+        self.pull(key, out=out, priority=priority)
+        nd.waitall()
+
+
+def create_store():
+    """mx.kv.create('dist_sync') as a PushThenPullStore."""
+    kv = mx.kv.create('dist_sync')
+    kv.__class__ = PushThenPullStore   # the same C++ store; only the two methods change
+    return kv
 
 
 class StoreBatchNormFunction(autograd.Function):
@@ -259,7 +292,7 @@ def main(argv=None):
     ``learned`` and ``moving`` digests and ``seconds``, and (StoreBatchNorm) ``batch_stats``:
     the first step's mean and variance of every BN layer, [[mean per channel], [var ...]]."""
     args = parse_args(argv)
-    kv = mx.kv.create('dist_sync')
+    kv = create_store()
     rank, num_workers = kv.rank, kv.num_workers
     if args.batch_size % num_workers:
         raise ValueError(f'--batch-size {args.batch_size} must be a multiple of the number of '
@@ -280,10 +313,11 @@ def main(argv=None):
                             kvstore=kv, update_on_kvstore=False)   # the BN keys hold plain sums
     loss = gluon.loss.SoftmaxCrossEntropyLoss()
     bn_layers = [b for b in net if isinstance(b, StoreBatchNorm)]
+    initial_digest = parameter_digest(net, learned=True)
     if rank == 0:
         net.save_parameters(os.path.join(args.out, 'initial.params'))
     record = dict(rank=rank, num_workers=num_workers, bn=args.bn, learned=[], moving=[],
-                  seconds=[])
+                  seconds=[], initial=initial_digest)
     step = 0
     for _ in range(args.epochs):
         for X, y in shard:
