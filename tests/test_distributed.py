@@ -74,6 +74,7 @@ def test_synchronized_statistics_are_the_whole_batchs(tmp_path, fashion_mnist_di
             np.testing.assert_allclose(worker_mean, mean, rtol=0, atol=1e-5)
             np.testing.assert_allclose(worker_var, var, rtol=0, atol=1e-5)
     assert records[0]['moving'] == records[1]['moving']
+    assert all(r['exchange_seconds'][0] > 0 for r in records)   # it did go through the store
     # the backward pass too: one step of one process on the whole batch gives the same weights
     net = lenet(bn='scratch')
     net.load_parameters(str(tmp_path / 'initial.params'))

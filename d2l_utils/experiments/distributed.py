@@ -167,8 +167,8 @@ def launch_local(script, *args, num_workers=2, num_servers=1, time_limit=300, po
     Returns a list of num_workers strings: the standard output of the workers in the order
     of their ``kv.rank`` (0, 1, ...; the scheduler assigns the ranks). Raises
     DistributedRunError naming the process (with the end of its stderr) when one exits with an
-    error or the time limit passes, PortInUseError when ``port`` is taken. Every process is ended before this returns
-    or raises, also after a KeyboardInterrupt.
+    error or the time limit passes, PortInUseError when ``port`` is taken. Every process is
+    ended before this returns or raises, also after a KeyboardInterrupt.
     """
     check_positive_int(num_workers, 'num_workers')
     check_positive_int(num_servers, 'num_servers')

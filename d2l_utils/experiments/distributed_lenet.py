@@ -47,8 +47,9 @@ class PushThenPullStore(mx.kv.KVStore):
     weights after step 1 were those of an update by the stored initial weights instead of the
     summed gradient, in about half of the runs on this busy 2-core machine; in a variant that
     stepped the Trainer once before training, the server aborted with "init 19 first": a pull
-    had overtaken the initialization of its key). The cause inside MXNet was not pinned down. Waiting for every queued operation (``nd.waitall``)
-    after each half made every run agree bit for bit (tests/test_distributed.py checks it).
+    had overtaken the initialization of its key). The cause inside MXNet was not pinned down.
+    Waiting for every queued operation (``nd.waitall``) after each half made every run agree
+    bit for bit (tests/test_distributed.py checks it).
     """
 
     def pushpull(self, key, value, out=None, priority=0):
@@ -148,13 +149,21 @@ class StoreBatchNorm(BatchNorm):
         super().__init__(num_features, num_dims, **kwargs)
         self.kvstore, self.keys = kvstore, keys
         self.last_mean = self.last_var = None   # the statistics of the last training step
+        self.exchange_seconds = 0.0             # time spent in all_reduce (see there)
 
     def all_reduce(self, which, values):
-        """Push this worker's 1-D ``values`` under keys[which]; pull the sum of all workers'."""
+        """Push this worker's 1-D ``values`` under keys[which]; pull the sum of all workers'.
+
+        The seconds from the push to the pulled sum (waiting for the other workers included)
+        are added to ``exchange_seconds``."""
         key = self.keys[which]
+        values.wait_to_read()   # the time below is the exchange's, not the layers' before it
+        start = time.perf_counter()
         self.kvstore.push(key, values)
         total = nd.zeros_like(values)
         self.kvstore.pull(key, out=total)
+        total.wait_to_read()
+        self.exchange_seconds += time.perf_counter() - start
         return total
 
     def forward(self, X):
@@ -289,7 +298,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     """Train as one worker; print a JSON line: rank, num_workers, bn, steps, per-step
-    ``learned`` and ``moving`` digests and ``seconds``, and (StoreBatchNorm) ``batch_stats``:
+    ``learned`` and ``moving`` digests, ``seconds`` and ``exchange_seconds`` (the BN layers'
+    time in the store), and (StoreBatchNorm) ``batch_stats``:
     the first step's mean and variance of every BN layer, [[mean per channel], [var ...]]."""
     args = parse_args(argv)
     kv = create_store()
@@ -317,7 +327,7 @@ def main(argv=None):
     if rank == 0:
         net.save_parameters(os.path.join(args.out, 'initial.params'))
     record = dict(rank=rank, num_workers=num_workers, bn=args.bn, learned=[], moving=[],
-                  seconds=[], initial=initial_digest)
+                  seconds=[], exchange_seconds=[], initial=initial_digest)
     step = 0
     for _ in range(args.epochs):
         for X, y in shard:
@@ -333,6 +343,9 @@ def main(argv=None):
             trainer.step(args.batch_size)   # the gradient of the mean loss over all workers
             nd.waitall()
             record['seconds'].append(time.perf_counter() - start)
+            record['exchange_seconds'].append(sum(b.exchange_seconds for b in bn_layers))
+            for b in bn_layers:
+                b.exchange_seconds = 0.0
             step += 1
             if step == 1:
                 record['batch_stats'] = [[b.last_mean.asnumpy().tolist(),
