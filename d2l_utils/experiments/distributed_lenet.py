@@ -302,6 +302,7 @@ def main(argv=None):
     time in the store), and (StoreBatchNorm) ``batch_stats``:
     the first step's mean and variance of every BN layer, [[mean per channel], [var ...]]."""
     args = parse_args(argv)
+    os.makedirs(args.out, exist_ok=True)   # on real machines: a folder on each worker's machine
     kv = create_store()
     rank, num_workers = kv.rank, kv.num_workers
     if args.batch_size % num_workers:
