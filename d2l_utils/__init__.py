@@ -49,8 +49,7 @@ LAZY_NAMES = {
     **dict.fromkeys(['CheckReport', 'check_batch_norm', 'check_batch_norm_block'], 'checks'),
     **dict.fromkeys(['numerical_gradient', 'relative_error'], 'checks.gradient_check'),
     **dict.fromkeys(['GradingFailure', 'check', 'check_batch_norm_backward', 'check_lenet',
-                     'expect', 'grade', 'grade_lenet_training', 'require_names'],
-                    'checks.grading'),
+                     'grade', 'grade_lenet_training'], 'checks.grading'),
     **dict.fromkeys(['ChannelView', 'FastBatchNorm', 'fast_batch_norm'],
                     'experiments.fast_batch_norm'),
     'CrossDeviceBatchNorm': 'experiments.cross_device_batch_norm',
@@ -62,6 +61,7 @@ LAZY_NAMES = {
     **dict.fromkeys(['Runner', 'fit', 'lr_range'], 'experiments.sweeps'),
     **dict.fromkeys(['NoisyBatchNorm', 'gradient_direction_probe', 'train_steps'],
                     'experiments.landscape'),
+    'launch_local': 'experiments.distributed',
 }
 
 
@@ -98,11 +98,11 @@ __all__ = [
     # imported on first use (LAZY_NAMES): judging a learner's code (checks/)
     'CheckReport', 'check_batch_norm', 'check_batch_norm_block', 'numerical_gradient',
     'relative_error', 'GradingFailure', 'check', 'check_batch_norm_backward', 'check_lenet',
-    'expect', 'grade', 'grade_lenet_training', 'require_names',
+    'grade', 'grade_lenet_training',
     # imported on first use (LAZY_NAMES): the deep dives' tools (experiments/)
     'ChannelView', 'FastBatchNorm', 'fast_batch_norm', 'CrossDeviceBatchNorm', 'GroupNorm',
     'InstanceNorm', 'LayerNorm', 'group_norm', 'instance_norm', 'layer_norm', 'fold_batch_norm',
     'batch_statistics_spread', 'device_copy_spread', 'record_layers', 'running_stats_by_device',
     'weight_gradient_norms', 'Runner', 'fit', 'lr_range', 'NoisyBatchNorm',
-    'gradient_direction_probe', 'train_steps',
+    'gradient_direction_probe', 'train_steps', 'launch_local',
 ]
