@@ -194,7 +194,8 @@ def layer_times(repeats):
     """Median ms of forward+backward of one BN layer for LeNet's four BN input shapes."""
     import mxnet as mx
     from mxnet import autograd, nd
-    from d2l_utils import batch_norm, fast_batch_norm, param_shape
+    from d2l_utils import batch_norm, fast_batch_norm
+    from d2l_utils.layers import param_shape
     functions = {'scratch batch_norm': batch_norm, 'fast_batch_norm': fast_batch_norm}
 
     def nd_batch_norm(X, gamma, beta, mm, mv, eps, momentum):

@@ -14,10 +14,10 @@ import mxnet as mx
 from mxnet import autograd, gluon, init, nd
 from mxnet.gluon import nn
 
-from d2l_utils import (BatchNorm, BatchNormCalling, BookBatchNorm, CheckReport,
-                       NonFiniteLossError, batch_norm, book_batch_norm,
-                       check_batch_norm, check_batch_norm_block, lenet, load_data_fashion_mnist,
-                       set_seed, train)
+from d2l_utils import (BatchNorm, BookBatchNorm, CheckReport, NonFiniteLossError, batch_norm,
+                       book_batch_norm, check_batch_norm, check_batch_norm_block, lenet,
+                       load_data_fashion_mnist, set_seed, train)
+from d2l_utils.layers import BatchNormCalling
 from d2l_utils.checks import mistakes as bn_mistakes
 from d2l_utils.checks import BLOCK_PROPERTIES, FUNCTION_PROPERTIES
 

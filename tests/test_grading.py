@@ -264,7 +264,7 @@ def test_the_packages_own_function_or_layer_scores_zero_and_says_why():
         as_learner_code(batch_norm), 'output_shape')
     import inspect
     namespace = {'__name__': '__main__'}   # pasted into a cell, local names changed
-    exec('from d2l_utils.layers import check_batch_norm_inputs\nfrom mxnet import autograd, nd\n'
+    exec('from d2l_utils.layers import validate_batch_norm_inputs\nfrom mxnet import autograd, nd\n'
          + inspect.getsource(batch_norm).replace('X_centered', 'centered'), namespace)
     assert 'is a copy of d2l_utils.layers.batch_norm' in integrity_failure(
         namespace['batch_norm'], 'output_shape')

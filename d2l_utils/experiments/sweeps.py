@@ -8,19 +8,17 @@ as diverged instead of stopping the notebook; ``Runner`` builds and trains LeNet
 one budget and remembers them, so a run two exercises share is trained once. ``lr_range`` and
 ``sweep_table`` summarize a learning-rate sweep (``d2l_utils.plot_lr_sweep`` plots it).
 """
-import math
 import numbers
 
 from mxnet import gluon, init
 
+from ..data import CHANCE_LOSS, UNIFORM_GUESS_ACC
 from ..models import lenet
-from ..training import History, NonFiniteLossError, set_seed, train
+from ..nan_guard import NonFiniteLossError
+from ..support.validation import require_positive_int
+from ..training import History, set_seed, train
 
-__all__ = ['CHANCE_ACC', 'CHANCE_LOSS', 'UNIFORM_GUESS_ACC', 'Result', 'Runner', 'fit',
-           'lr_range', 'sweep_table']
-
-CHANCE_LOSS = math.log(10)   # cross-entropy of a uniform guess over Fashion-MNIST's 10 classes
-UNIFORM_GUESS_ACC = 0.1      # accuracy of a uniform guess over the 10 classes
+__all__ = ['CHANCE_LOSS', 'UNIFORM_GUESS_ACC', 'Result', 'Runner', 'fit', 'lr_range']
 # The one "chance" threshold: a run whose final test accuracy is below it learned (almost)
 # nothing. Twice the uniform guess, so that a net a few points above 0.1 by luck still counts.
 CHANCE_ACC = 2 * UNIFORM_GUESS_ACC
@@ -105,8 +103,7 @@ def fit(net, train_iter, test_iter, lr, num_epochs, ctx=None, name=''):
     Parameters with grad_req='null' are not updated.
     """
     lr = _check_lr(lr)
-    if not isinstance(num_epochs, numbers.Integral) or num_epochs < 1:
-        raise ValueError('fit: num_epochs must be a positive integer; got %r' % (num_epochs,))
+    require_positive_int(num_epochs, 'num_epochs', 'fit', 'how many epochs to train, e.g. 5')
     trainer = gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': lr})
     history = History(name)
     for epoch in range(1, num_epochs + 1):
@@ -145,9 +142,8 @@ class Runner:
         if not callable(load_data):
             raise TypeError('Runner: load_data must be a function returning fresh (train_iter, '
                             'test_iter); got %s' % type(load_data).__name__)
-        if not isinstance(num_epochs, numbers.Integral) or num_epochs < 1:
-            raise ValueError('Runner: num_epochs must be a positive integer; got %r'
-                             % (num_epochs,))
+        require_positive_int(num_epochs, 'num_epochs', 'Runner',
+                             'how many epochs each run trains, e.g. 5')
         self.load_data, self.num_epochs = load_data, num_epochs
         self.ctx, self.seed, self.verbose = ctx, seed, verbose
         self.results = {}   # (lr, prepare, lenet arguments) -> Result

@@ -35,7 +35,13 @@ class Progress:
         self._last = time.monotonic()
         width = 30
         filled = width * done // max(total, 1)
-        self._show('%s [%s%s] %d/%d' % (label, '=' * filled, ' ' * (width - filled), done, total))
+        self._show(f"{label} [{'=' * filled}{' ' * (width - filled)}] {done}/{total}")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()   # also when training stops with an error: no half-drawn bar stays
 
     def close(self):
         """Remove the line (the per-epoch summary lines are what stays)."""
