@@ -17,6 +17,7 @@ Modules, each named for what it holds:
 - ``checks`` (checkers for a learner's batch norm) and ``bn_mistakes`` (real mistakes they
   catch); ``gradient_check`` (numerical gradients, relative error);
 - ``probes`` (measuring tools for the exercises), ``sweeps`` (many short trainings compared);
+  ``depth`` (``deep_mlp`` and the mean-only / variance-only batch norms of notebook 6);
 - ``pytorch`` (the appendix; needs torch; not imported here);
 - ``environment`` (the version check run on import), ``report`` (``python -m d2l_utils``),
   ``errors`` (short messages from long errors).
@@ -62,6 +63,7 @@ from .experiments.normalization import (GroupNorm, InstanceNorm, LayerNorm, grou
                             instance_norm, layer_norm)
 from .experiments.folding import fold_batch_norm  # noqa: E402
 from .experiments.landscape import NoisyBatchNorm, gradient_direction_probe, train_steps  # noqa: E402
+from .experiments.depth import MeanOnlyBatchNorm, VarianceOnlyBatchNorm, deep_mlp  # noqa: E402
 
 __version__ = '0.1.0'   # the one place it is written: pyproject.toml reads it from here
 
@@ -96,6 +98,7 @@ __all__ = [
     'GroupNorm', 'InstanceNorm', 'LayerNorm', 'group_norm', 'instance_norm', 'layer_norm',
     # beyond the book: folding BN for prediction, the papers' experiments (notebook 6)
     'fold_batch_norm', 'NoisyBatchNorm', 'gradient_direction_probe', 'train_steps',
+    'MeanOnlyBatchNorm', 'VarianceOnlyBatchNorm', 'deep_mlp',
     # grading a learner's code (the nbgrader course in exercises/)
     'GradingFailure', 'check', 'check_batch_norm_backward', 'check_lenet', 'expect', 'grade',
     'grade_lenet_training', 'raise_for_failures', 'require_names', 'score',
