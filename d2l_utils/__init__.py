@@ -22,9 +22,10 @@ Modules, each named for what it holds:
 - ``environment`` (the version check run on import), ``report`` (``python -m d2l_utils``),
   ``errors`` (short messages from long errors).
 """
-from .support.environment import UnsupportedEnvironmentError, check_environment
+from .support.environment import UnsupportedEnvironmentError, check_environment, import_mxnet
 
 check_environment()   # before mxnet is imported: a clear message instead of np.bool's traceback
+import_mxnet()        # first import of mxnet, without its own DeprecationWarnings
 
 # noqa: E402 below: these imports must come after the environment check
 from .layers import (BatchNorm, BatchNormCalling, batch_norm, check_batch_norm_inputs,  # noqa: E402
