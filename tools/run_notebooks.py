@@ -199,7 +199,7 @@ def run_in_worker(client):
 
     def work():
         try:
-            client.execute()
+            client.execute(env=kernel_environment())
         except BaseException as err:   # handed to the main thread
             outcome.append(err)
 
@@ -248,6 +248,13 @@ def report_progress(client):
         clock.reported = running
         print(f'  ... {clock.describe()} running for {running:.0f} s (limit {client.timeout:g} s)',
               flush=True)
+
+
+def kernel_environment():
+    """The environment the kernel starts with: ours without MPLBACKEND. A non-interactive
+    backend there (MPLBACKEND=Agg, as the tests set) would replace the inline backend and the
+    notebook would be saved without its figures."""
+    return {name: value for name, value in os.environ.items() if name != 'MPLBACKEND'}
 
 
 def call(method):
