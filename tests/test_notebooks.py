@@ -54,7 +54,8 @@ def test_notebook_runs_top_to_bottom_in_quick_mode(path, tmp_path):
     executed = json.loads((tmp_path / path.name).read_text())
     injected = [c for c in executed['cells']
                 if 'injected-parameters' in c['metadata'].get('tags', [])]
-    assert len(injected) == 1 and 'NUM_EPOCHS = 1' in ''.join(injected[0]['source'])
+    # every notebook has QUICK; one without training (notebook 9) has no NUM_EPOCHS to set
+    assert len(injected) == 1 and 'QUICK = True' in ''.join(injected[0]['source'])
 
 
 @pytest.mark.parametrize('path', NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
