@@ -65,6 +65,7 @@ from .experiments.normalization import (GroupNorm, InstanceNorm, LayerNorm, grou
 from .experiments.folding import fold_batch_norm  # noqa: E402
 from .experiments.landscape import NoisyBatchNorm, gradient_direction_probe, train_steps  # noqa: E402
 from .experiments.depth import MeanOnlyBatchNorm, VarianceOnlyBatchNorm, deep_mlp  # noqa: E402
+from .experiments.distributed import launch_local  # noqa: E402
 
 __version__ = '0.1.0'   # the one place it is written: pyproject.toml reads it from here
 
@@ -100,6 +101,7 @@ __all__ = [
     # beyond the book: folding BN for prediction, the papers' experiments (notebook 6)
     'fold_batch_norm', 'NoisyBatchNorm', 'gradient_direction_probe', 'train_steps',
     'MeanOnlyBatchNorm', 'VarianceOnlyBatchNorm', 'deep_mlp',
+    'launch_local',
     # grading a learner's code (the nbgrader course in exercises/)
     'GradingFailure', 'check', 'check_batch_norm_backward', 'check_lenet', 'expect', 'grade',
     'grade_lenet_training', 'raise_for_failures', 'require_names', 'score',

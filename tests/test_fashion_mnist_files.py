@@ -9,6 +9,7 @@ import functools
 import gzip
 import http.server
 import inspect
+import multiprocessing
 import os
 import shutil
 import socket
@@ -687,25 +688,21 @@ def test_a_mode_000_copy_that_this_user_cannot_read_is_skipped_and_reported_alik
     if os.geteuid() != 0:
         assert check() == (True, True, True)
         return
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:   # the child: never returns into pytest
-        status = 1
+    parent_end, child_end = multiprocessing.Pipe()
+
+    def as_nobody():   # runs in the forked child
         try:
-            os.close(read_end)
             os.setgid(65534)
             os.setuid(65534)
-            os.write(write_end, repr(check()).encode())
-            status = 0
+            child_end.send(repr(check()))
         except BaseException as err:   # shown by the assertion below
-            os.write(write_end, repr(err).encode())
-        finally:
-            os._exit(status)
-    os.close(write_end)
-    with os.fdopen(read_end) as pipe:
-        result = pipe.read()
-    _, status = os.waitpid(pid, 0)
-    assert os.WEXITSTATUS(status) == 0 and result == repr((True, True, True)), result
+            child_end.send(repr(err))
+
+    child = multiprocessing.get_context('fork').Process(target=as_nobody)
+    child.start()
+    result = parent_end.recv() if parent_end.poll(120) else 'no answer within 120 s'
+    child.join(10)
+    assert result == repr((True, True, True)), result
 
 
 def test_empty_MXNET_HOME_counts_as_unset(monkeypatch):
