@@ -12,7 +12,7 @@ The folders say who each part is for (docs/package.md lists every public name):
   ``pytorch`` (the appendix; needs torch; not imported here);
 - ``checks/``: what judges a learner's code (the checkers, the planted mistakes, grading);
 - ``experiments/``: the deep dives' tools (fast and cross-device BN, other normalizations,
-  folding, probes, sweeps, the loss landscape);
+  folding, probes, sweeps, the loss landscape, deep nets and half batch norms);
 - ``support/``: for maintainers: the environment check, error text, the data files, progress.
 
 The names of ``checks/`` and ``experiments/`` are imported on first use (PEP 562), so
@@ -62,6 +62,8 @@ LAZY_NAMES = {
     **dict.fromkeys(['NoisyBatchNorm', 'gradient_direction_probe', 'train_steps'],
                     'experiments.landscape'),
     'launch_local': 'experiments.distributed',
+    **dict.fromkeys(['MeanOnlyBatchNorm', 'VarianceOnlyBatchNorm', 'deep_mlp'],
+                    'experiments.depth'),
 }
 
 
@@ -104,5 +106,6 @@ __all__ = [
     'InstanceNorm', 'LayerNorm', 'group_norm', 'instance_norm', 'layer_norm', 'fold_batch_norm',
     'batch_statistics_spread', 'device_copy_spread', 'record_layers', 'running_stats_by_device',
     'weight_gradient_norms', 'Runner', 'fit', 'lr_range', 'NoisyBatchNorm',
-    'gradient_direction_probe', 'train_steps', 'launch_local',
+    'gradient_direction_probe', 'train_steps', 'launch_local', 'MeanOnlyBatchNorm',
+    'VarianceOnlyBatchNorm', 'deep_mlp',
 ]
