@@ -187,7 +187,7 @@ def test_a_batch_norm_layer_is_defined_once_in_models():
             # subclassing it is not a second definition
             if (isinstance(node, ast.Call) and getattr(node.func, 'id', None) == 'isinstance'
                     and path.name != 'models.py'
-                    and any(getattr(sub, 'attr', getattr(sub, 'id', None)) == 'BatchNorm'
+                    and any(isinstance(sub, ast.Attribute) and sub.attr == 'BatchNorm'
                             for arg in node.args[1:] for sub in ast.walk(arg))):
                 definers.setdefault('isinstance(..., BatchNorm)', []).append(module_name(path))
     assert definers == {'is_batch_norm': ['d2l_utils.models'],
