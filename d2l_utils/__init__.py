@@ -44,13 +44,14 @@ from .support.fashion_mnist_files import (CorruptFileError, DataUnavailableError
                                   ENV_VAR as FASHION_MNIST_ENV_VAR)
 from .checks.gradient_check import numerical_gradient, relative_error  # noqa: E402
 from .models import count_parameters, lenet  # noqa: E402
-from .plot import (plot_history, plot_lr_sweep, set_figsize, show_fashion_mnist,  # noqa: E402
-                   show_images, use_svg_display)
+from .plot import (METHOD_COLORS, method_color, plot_history, plot_lr_sweep,  # noqa: E402
+                   set_figsize, show_fashion_mnist, show_images, use_svg_display)
 from .experiments.probes import (LayerRecord, batch_statistics_spread, device_copy_spread,  # noqa: E402
                      record_layers, running_stats_by_device, saturated_fraction,
                      weight_gradient_norms)
 from .recalibration import batch_norm_layers, recalibrate_batch_norm  # noqa: E402
 from .experiments.sweeps import Result, Runner, fit, lr_range, sweep_table  # noqa: E402
+from .experiments.seeds import MIN_SEEDS, SeedSpread, over_seeds  # noqa: E402
 from .training import (History, NonFiniteLossError, NonFiniteParameterError,  # noqa: E402
                        evaluate_accuracy, first_nonfinite_parameter,
                        first_nonfinite_layer, recalibrated_accuracy, restoring_state, set_seed,
@@ -86,12 +87,13 @@ __all__ = [
     'first_nonfinite_layer', 'recalibrated_accuracy', 'restoring_state', 'set_seed', 'train',
     'train_ch5', 'batch_norm_layers', 'recalibrate_batch_norm',
     # plots
-    'plot_history', 'plot_lr_sweep', 'set_figsize', 'show_fashion_mnist', 'show_images',
-    'use_svg_display',
+    'METHOD_COLORS', 'method_color', 'plot_history', 'plot_lr_sweep', 'set_figsize',
+    'show_fashion_mnist', 'show_images', 'use_svg_display',
     # measuring tools and sweeps for the exercises
     'LayerRecord', 'batch_statistics_spread', 'device_copy_spread', 'record_layers',
     'running_stats_by_device', 'saturated_fraction', 'weight_gradient_norms',
     'Result', 'Runner', 'fit', 'lr_range', 'sweep_table',
+    'MIN_SEEDS', 'SeedSpread', 'over_seeds',   # several seeds: the spread a difference must beat
     # other normalizations: layer, group, instance (notebook 7)
     'GroupNorm', 'InstanceNorm', 'LayerNorm', 'group_norm', 'instance_norm', 'layer_norm',
     # beyond the book: folding BN for prediction, the papers' experiments (notebook 6)

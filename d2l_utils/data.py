@@ -5,6 +5,7 @@ here the IDX files are decoded once, scaled to float32 in [0, 1] once, kept in m
 training device if asked), and a batch is one ``take`` of a shuffled index.
 """
 import copy
+import math
 import numbers
 import os
 
@@ -15,8 +16,12 @@ from mxnet import nd
 from . import device
 from .support import fashion_mnist_files as files
 
-__all__ = ['ArrayDataIter', 'TEXT_LABELS', 'epoch_order', 'fashion_mnist_arrays',
+__all__ = ['CHANCE_LOSS', 'NUM_CLASSES', 'UNIFORM_GUESS_ACC', 'ArrayDataIter', 'TEXT_LABELS', 'epoch_order', 'fashion_mnist_arrays',
            'get_fashion_mnist_labels', 'load_data_fashion_mnist']
+
+NUM_CLASSES = 10             # Fashion-MNIST's classes
+CHANCE_LOSS = math.log(NUM_CLASSES)   # cross-entropy of a uniform guess over the classes: ln 10
+UNIFORM_GUESS_ACC = 1 / NUM_CLASSES   # accuracy of a uniform guess over the classes
 
 TEXT_LABELS = ('t-shirt', 'trouser', 'pullover', 'dress', 'coat',
                'sandal', 'shirt', 'sneaker', 'bag', 'ankle boot')

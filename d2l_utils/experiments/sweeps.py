@@ -8,19 +8,17 @@ as diverged instead of stopping the notebook; ``Runner`` builds and trains LeNet
 one budget and remembers them, so a run two exercises share is trained once. ``lr_range`` and
 ``sweep_table`` summarize a learning-rate sweep (``d2l_utils.plot_lr_sweep`` plots it).
 """
-import math
 import numbers
 
 from mxnet import gluon, init
 
+from ..data import CHANCE_LOSS, UNIFORM_GUESS_ACC
 from ..models import lenet
 from ..training import History, NonFiniteLossError, set_seed, train
 
 __all__ = ['CHANCE_ACC', 'CHANCE_LOSS', 'UNIFORM_GUESS_ACC', 'Result', 'Runner', 'fit',
            'lr_range', 'sweep_table']
 
-CHANCE_LOSS = math.log(10)   # cross-entropy of a uniform guess over Fashion-MNIST's 10 classes
-UNIFORM_GUESS_ACC = 0.1      # accuracy of a uniform guess over the 10 classes
 # The one "chance" threshold: a run whose final test accuracy is below it learned (almost)
 # nothing. Twice the uniform guess, so that a net a few points above 0.1 by luck still counts.
 CHANCE_ACC = 2 * UNIFORM_GUESS_ACC
