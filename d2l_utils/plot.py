@@ -51,9 +51,9 @@ METHOD_COLORS = {
     'instance norm': 'tab:pink',
     'PyTorch': 'tab:red',
 }
-# Runs that are not methods (learning rates, placements) take these, in order
-_OTHER_COLORS = ('tab:blue', 'tab:orange', 'tab:green', 'tab:red', 'tab:purple', 'tab:brown',
-                 'tab:pink', 'tab:gray', 'tab:olive', 'tab:cyan')
+# Runs that are not methods (learning rates, placements) take these, in order: viridis-like
+# shades, so they are never mistaken for a method's tab10 colour, and read as an ordered series
+_OTHER_COLORS = ('#440154', '#3b528b', '#21918c', '#5ec962', '#b8860b', '#8b0a50', '#555555')
 # What the notebooks emit: PNG for an untrusted notebook, SVG (sharp) for a trusted one
 FIGURE_FORMATS = ('png', 'svg')
 
