@@ -8,7 +8,10 @@ Jupyter rewrites it on opening and marks the notebook modified.
 """
 import json
 import pathlib
+import re
+import sys
 
+import nbformat
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -16,6 +19,11 @@ NOTEBOOKS = sorted((ROOT / 'notebooks').glob('*.ipynb'))
 # what an untrusted notebook renders: images other than SVG, and plain text
 UNTRUSTED_IMAGE_TYPES = ('image/png', 'image/jpeg', 'image/gif')
 KERNELSPEC = {'display_name': 'Python 3 (ipykernel)', 'language': 'python', 'name': 'python3'}
+# a code cell that draws: its committed outputs must hold the figure
+DRAWS = re.compile(r'plt\.subplots\(|plt\.figure\(|\bplot_history\(|\bplot_lr_sweep\(|'
+                   r'\bshow_images\(|\bshow_fashion_mnist\(')
+sys.path.insert(0, str(ROOT / 'tools'))
+import run_notebooks  # noqa: E402
 
 
 def figure_outputs(nb):
@@ -64,3 +72,33 @@ def test_the_kernelspec_is_the_one_the_install_provides(path):
     assert nb['metadata'].get('kernelspec') == KERNELSPEC, (
         "%s: kernelspec %r; Jupyter would rewrite it to %r on opening and mark the notebook "
         "modified" % (path.name, nb['metadata'].get('kernelspec'), KERNELSPEC))
+
+
+@pytest.mark.parametrize('path', NOTEBOOKS, ids=lambda p: p.name)
+def test_every_cell_that_draws_has_its_figure_in_the_committed_outputs(path):
+    """A run whose kernel had a non-interactive backend (MPLBACKEND=Agg) saves no figure at all."""
+    nb = json.loads(path.read_text(encoding='utf-8'))
+    missing = [index for index, cell in enumerate(nb['cells'])
+               if cell['cell_type'] == 'code' and DRAWS.search(''.join(cell['source']))
+               and not any(kind.startswith('image/') for out in cell.get('outputs', [])
+                           for kind in out.get('data', {}))]
+    assert not missing, ('%s: cells %s draw a figure but their committed outputs hold none; '
+                         're-run with python tools/run_notebooks.py %s'
+                         % (path.name, missing, path.relative_to(ROOT)))
+
+
+def test_a_run_with_mplbackend_agg_still_saves_png_figures_and_the_kernelspec(tmp_path,
+                                                                              monkeypatch):
+    monkeypatch.setenv('MPLBACKEND', 'Agg')   # as the tests run: the kernel must not inherit it
+    path = tmp_path / 'draws.ipynb'
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        'from d2l_utils import use_svg_display\nfrom matplotlib import pyplot as plt\n'
+        'use_svg_display()\nplt.plot([1, 2]);')])
+    nb.metadata['kernelspec'] = {'display_name': 'Python 3', 'language': 'python',
+                                 'name': 'python3'}
+    nbformat.write(nb, str(path))
+    run_notebooks.execute(path, timeout=300)
+    saved = json.loads(path.read_text(encoding='utf-8'))
+    [(_, data)] = figure_outputs(saved)
+    assert 'image/png' in data and 'image/svg+xml' in data
+    assert saved['metadata']['kernelspec'] == KERNELSPEC

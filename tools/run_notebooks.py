@@ -149,7 +149,7 @@ def run_in_worker(client):
 
     def work():
         try:
-            client.execute()
+            client.execute(env=kernel_environment())
         except BaseException as err:   # handed to the main thread
             outcome.append(err)
 
@@ -163,6 +163,13 @@ def run_in_worker(client):
         raise
     if outcome:
         raise outcome[0]
+
+
+def kernel_environment():
+    """The environment the kernel starts with: ours without MPLBACKEND. A non-interactive
+    backend there (MPLBACKEND=Agg, as the tests set) would replace the inline backend and the
+    notebook would be saved without its figures."""
+    return {name: value for name, value in os.environ.items() if name != 'MPLBACKEND'}
 
 
 def call(method):
