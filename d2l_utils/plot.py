@@ -45,6 +45,7 @@ METHOD_COLORS = {
     'nn.BatchNorm': 'tab:green',     # Gluon's layer (notebooks 4, 5: 'BN' there)
     'BN': 'tab:green',
     'no BN': 'tab:orange',
+    'plain': 'tab:orange',           # 'plain LeNet' = no BN
     'FastBatchNorm': 'tab:cyan',     # the scratch layer with a hand-written backward
     'layer norm': 'tab:purple',
     'group norm': 'tab:brown',
@@ -60,8 +61,10 @@ FIGURE_FORMATS = ('png', 'svg')
 
 def method_color(name, index=0):
     """The course's colour for a run named ``name``: METHOD_COLORS[name] if it names a
-    method (also as the text before ':' or ','), else the index-th of a fixed cycle."""
-    for key in (name, str(name).split(':')[0].strip(), str(name).split(',')[0].strip()):
+    method (also as the text before ':', ',' or ' ('), else the index-th of a fixed cycle."""
+    text = str(name)
+    for key in (text, text.split(':')[0].strip(), text.split(',')[0].strip(),
+                text.split(' (')[0].strip()):
         if key in METHOD_COLORS:
             return METHOD_COLORS[key]
     return _OTHER_COLORS[index % len(_OTHER_COLORS)]
