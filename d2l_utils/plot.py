@@ -246,7 +246,7 @@ def plot_history(histories, metrics=('train_loss', 'train_acc', 'test_acc'), tit
         label = METRICS.get(key, (key, key))[0] + (' (faint)' if key in faint else '')
         handles.append(Line2D([], [], color='black', linestyle=_LINESTYLES[m % len(_LINESTYLES)],
                               alpha=0.3 if key in faint else 1.0, label=label))
-    fig.legend(handles=handles, loc='outside right upper', fontsize='small', frameon=False)
+    fig.legend(handles=handles, loc='outside right center', fontsize='small', frameon=False)
     if title is None:
         title = 'Training curves' + (': ' + runs[0][0] if len(runs) == 1 and runs[0][0] else '')
     fig.suptitle(title)
@@ -308,6 +308,6 @@ def plot_lr_sweep(sweeps, title='Learning-rate sweep', accuracy=None,
         ax.set_xscale('log')
         ax.set_xlabel('learning rate (log scale)')
         ax.grid(True, which='both', alpha=0.3)
-    fig.legend(handles=handles, loc='outside right upper', fontsize='small', frameon=False)
+    fig.legend(handles=handles, loc='outside right center', fontsize='small', frameon=False)
     fig.suptitle(title)
     return ax_acc, ax_loss

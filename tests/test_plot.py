@@ -219,6 +219,24 @@ def test_plot_history_with_five_runs_keeps_legend_labels_and_title_apart_and_axe
     assert len(legend.get_texts()) == 5 + 3 + 2   # runs + metrics + two headings
 
 
+def test_plot_lr_sweep_keeps_its_legend_clear_of_a_long_title():
+    from d2l_utils.experiments.sweeps import Result
+    sweeps = {}
+    for variant, accs in (('BN', [0.8, 0.77, 0.8]), ('no BN', [0.55, 0.1, 0.1])):
+        sweeps[variant] = {lr: Result(variant, lr, made_up(variant, [0.5], [acc], [acc]), None)
+                           for lr, acc in zip((1.0, 3.0, 10.0), accs)}
+    ax_acc, _ = plot.plot_lr_sweep(sweeps, accuracy=lambda r: r.final('test_acc'),
+                                   title='Exercise 2: LeNet (sigmoid), 20000 images, batch 256; '
+                                   'BN 3 epochs, no BN 5')
+    fig = ax_acc.figure
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    [legend] = fig.legends
+    title = next(text for text in fig.texts if text.get_text() == fig.get_suptitle())
+    assert not boxes_overlap(legend.get_window_extent(renderer),
+                             title.get_window_extent(renderer))
+
+
 def test_a_method_has_one_colour_in_every_plot_and_a_faint_metric_is_faint():
     runs = {'no BN': made_up('', [2.3, 1.9], [0.1, 0.3], [0.1, 0.35]),
             'scratch BN': made_up('', [1.0, 0.5], [0.6, 0.8], [0.65, 0.82])}
