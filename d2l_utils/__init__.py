@@ -21,9 +21,10 @@ Modules, each named for what it holds:
 - ``environment`` (the version check run on import), ``report`` (``python -m d2l_utils``),
   ``errors`` (short messages from long errors).
 """
-from .support.environment import UnsupportedEnvironmentError, check_environment
+from .support.environment import UnsupportedEnvironmentError, check_environment, import_mxnet
 
 check_environment()   # before mxnet is imported: a clear message instead of np.bool's traceback
+import_mxnet()        # first import of mxnet, without its own DeprecationWarnings
 
 # noqa: E402 below: these imports must come after the environment check
 from .layers import (BatchNorm, BatchNormCalling, batch_norm, check_batch_norm_inputs,  # noqa: E402
@@ -63,6 +64,7 @@ from .experiments.normalization import (GroupNorm, InstanceNorm, LayerNorm, grou
                             instance_norm, layer_norm)
 from .experiments.folding import fold_batch_norm  # noqa: E402
 from .experiments.landscape import NoisyBatchNorm, gradient_direction_probe, train_steps  # noqa: E402
+from .experiments.distributed import launch_local  # noqa: E402
 
 __version__ = '0.1.0'   # the one place it is written: pyproject.toml reads it from here
 
@@ -98,6 +100,7 @@ __all__ = [
     'GroupNorm', 'InstanceNorm', 'LayerNorm', 'group_norm', 'instance_norm', 'layer_norm',
     # beyond the book: folding BN for prediction, the papers' experiments (notebook 6)
     'fold_batch_norm', 'NoisyBatchNorm', 'gradient_direction_probe', 'train_steps',
+    'launch_local',
     # grading a learner's code (the nbgrader course in exercises/)
     'GradingFailure', 'check', 'check_batch_norm_backward', 'check_lenet', 'expect', 'grade',
     'grade_lenet_training', 'raise_for_failures', 'require_names', 'score',

@@ -141,7 +141,11 @@ class ArrayDataIter:
             X = nd.take(self.X, idx) if self.shuffle else self.X[start:start + self.batch_size]
             y = nd.take(self.y, idx) if self.shuffle else self.y[start:start + self.batch_size]
             if self.resize:
-                X = nd.contrib.BilinearResize2D(X, height=self.resize[0], width=self.resize[1])
+                # align_corners=False: pixel centres at half-pixel positions, as the book's
+                # transforms.Resize (OpenCV's bilinear) places them; the default (True) stretches
+                # the corner pixels and serves other pixel values than the book's loader
+                X = nd.contrib.BilinearResize2D(X, height=self.resize[0], width=self.resize[1],
+                                                align_corners=False)
             yield X, y
 
 

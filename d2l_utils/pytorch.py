@@ -1,6 +1,6 @@
 """Importing this module resets torch's CPU thread count (MXNet's import set it to 1): see below.
 
-The chapter in PyTorch: scratch batch norm, LeNet and a training loop, for the appendix notebook 7.
+The chapter in PyTorch: scratch batch norm, LeNet and a training loop, for the appendix notebook A.
 Optional: this module needs PyTorch (``pip install -r requirements-torch.txt``); the rest of
 ``d2l_utils`` does not, and ``import d2l_utils`` never imports this module.
 
@@ -13,6 +13,8 @@ Optional: this module needs PyTorch (``pip install -r requirements-torch.txt``);
 - ``as_torch_iter``: a ``d2l_utils`` data iterator as torch tensors, converted once, giving the
   same batches in the same order; ``train``/``evaluate_accuracy``: the book's loop (SGD, mean
   loss per batch), returning a ``d2l_utils.History``.
+- ``check_torch_batch_norm``/``check_torch_batch_norm_module``: the checkers for a learner's
+  PyTorch batch norm (from ``d2l_utils.checks.torch_layer``).
 
 Threads: MXNet and PyTorch's CPU build share one OpenMP runtime, and importing MXNet (which
 ``d2l_utils`` does) sets this thread's OpenMP thread count to 1, so torch would quietly compute on
@@ -36,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import training
+from .checks.torch_layer import check_torch_batch_norm, check_torch_batch_norm_module
 from .data import epoch_order
 from .layers import check_batch_norm_shapes, moving_average
 from .progress import Progress
@@ -43,8 +46,9 @@ from .training import History, NonFiniteLossError
 
 __all__ = ['BN_CHOICES', 'BatchNorm', 'INSTALL_HINT', 'NUM_THREADS_AT_IMPORT', 'TorchDataIter',
            'as_torch_iter', 'batch_norm', 'bn_tensors', 'check_batch_norm_inputs',
-           'default_num_threads', 'evaluate_accuracy', 'lenet', 'load_mxnet_parameters',
-           'set_seed', 'train', 'xavier_init_']
+           'check_torch_batch_norm', 'check_torch_batch_norm_module', 'default_num_threads',
+           'evaluate_accuracy', 'lenet', 'load_mxnet_parameters', 'set_seed', 'train',
+           'xavier_init_']
 
 BN_CHOICES = (None, 'scratch', 'torch')
 

@@ -349,8 +349,35 @@ def test_a_function_that_never_returns_is_reported_as_not_finishing_and_the_rest
     assert first.detail.startswith('did not finish within 0.5 s on the 2-D input (8, 5) in '
                                    'training mode'), first.detail
     assert 'restart the kernel' in first.detail
+    # one wait per mode the code can be in (training, prediction); then nothing more runs
+    waited = [r.name for r in report.results if r.detail.startswith('did not finish')]
+    assert waited == ['output_shape', 'prediction_uses_moving_stats'], waited
     for name in FUNCTION_NAMES[1:]:
-        assert report[name].detail.startswith('not checked: output_shape did not finish')
+        assert report[name].detail.startswith((
+            'not checked: the code did not finish in training mode (see output_shape)',
+            'did not finish', 'not checked: prediction_uses_moving_stats did not finish')), \
+            report[name].detail
+
+
+def test_a_function_that_hangs_only_when_predicting_still_scores_its_training_properties():
+    stop = threading.Event()
+
+    def hangs_in_prediction(X, gamma, beta, moving_mean, moving_var, eps, momentum):
+        while not autograd.is_training() and not stop.is_set():
+            time.sleep(0.01)
+        return batch_norm(X, gamma, beta, moving_mean, moving_var, eps, momentum)
+
+    try:
+        report = check_batch_norm(hangs_in_prediction, verbose=False, time_limit=1.0)
+    finally:
+        stop.set()
+    assert [r.name for r in report.results if r.passed] == [
+        'train_normalizes', 'per_feature_stats', 'moving_mean_update', 'moving_var_update',
+        'gradients']
+    assert report['output_shape'].detail.startswith('did not finish within 1 s on the 2-D input '
+                                                    '(8, 5) in prediction mode')
+    assert report['mode_from_is_training'].detail.startswith(
+        'not checked: the code did not finish in prediction mode (see output_shape)')
 
 
 def test_sys_exit_in_the_learners_function_is_a_failure_not_the_end_of_the_program():
@@ -440,3 +467,39 @@ def test_a_layer_given_to_the_function_checker_and_a_function_to_the_block_check
         check_batch_norm(BatchNorm(3, 4))
     with pytest.raises(TypeError, match=r'use the other checker: check_batch_norm\(batch_norm\)'):
         check_batch_norm_block(batch_norm)
+
+
+def test_moving_average_rows_point_at_wrong_batch_statistics_as_the_first_cause():
+    def whole_tensor_stats(X, gamma, beta, moving_mean, moving_var, eps, momentum):
+        if autograd.is_training():
+            mean = X.mean()                      # over the whole tensor: the first cause
+            var = ((X - mean) ** 2).mean()
+            moving_mean = momentum * moving_mean + (1 - momentum) * mean   # formula is right
+            moving_var = momentum * moving_var + (1 - momentum) * var
+        else:
+            mean, var = moving_mean, moving_var
+        return gamma * (X - mean) / nd.sqrt(var + eps) + beta, moving_mean, moving_var
+
+    report = check_batch_norm(whole_tensor_stats, verbose=False)
+    assert {'per_feature_stats', 'moving_mean_update', 'moving_var_update'} <= set(report.failed())
+    for name in ('moving_mean_update', 'moving_var_update'):
+        detail = report[name].detail
+        assert 'the update formula is right' in detail, detail
+        assert 'follows from the batch statistics (see per_feature_stats)' in detail, detail
+
+
+def test_ipython_exit_in_the_learners_function_does_not_shut_the_kernel_down():
+    from IPython.core.interactiveshell import InteractiveShell
+    shell = InteractiveShell.instance()
+    try:
+        exit_ = shell.exiter   # what `exit` is in a notebook's namespace
+
+        def exits(X, gamma, beta, moving_mean, moving_var, eps, momentum):
+            exit_()
+
+        report = check_batch_norm(exits, verbose=False)
+        assert not shell.exit_now   # the kernel would have shut down after the cell
+        assert 'raised SystemExit: exit() called' in report['output_shape'].detail
+        assert 'ask_exit' not in vars(shell)   # the guard is undone
+    finally:
+        InteractiveShell.clear_instance()

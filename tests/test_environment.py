@@ -1,4 +1,5 @@
 """Importing d2l_utils where MXNet 1.9.1 cannot work fails fast, with a way out."""
+import os
 import subprocess
 import sys
 
@@ -41,3 +42,25 @@ def test_import_fails_before_mxnet_is_imported_when_numpy_is_too_new():
     first, _, message = out.stdout.partition('\n')
     assert first == 'UnsupportedEnvironmentError False', out.stdout + out.stderr
     assert 'numpy 1.26.0 is too new' in message and 'np.bool' in message
+
+
+@pytest.mark.parametrize('variable, value, fact', [
+    ('OMP_NUM_THREADS', '2.0', 'OMP_NUM_THREADS=2'),   # before: SIGABRT inside import mxnet
+    ('OMP_NUM_THREADS', 'abc', 'OMP_NUM_THREADS=2'),
+    ('MPLBACKEND', 'agg2', 'MPLBACKEND=Agg'),          # before: matplotlib's ValueError
+])
+def test_a_variable_that_would_break_the_import_is_named_with_its_fix(variable, value, fact):
+    env = dict(os.environ, **{variable: value})
+    run = subprocess.run([sys.executable, '-c', 'import d2l_utils'], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1, (run.returncode, run.stderr[-500:])   # an exception, not an abort
+    assert 'UnsupportedEnvironmentError' in run.stderr
+    assert '%s=%r' % (variable, value) in run.stderr and fact in run.stderr
+
+
+def test_warnings_as_errors_do_not_break_the_import():
+    # before: mxnet's own DeprecationWarning (np.bool) ended the import under -W error
+    env = dict(os.environ, PYTHONWARNINGS='error')
+    run = subprocess.run([sys.executable, '-c', 'import d2l_utils; print(d2l_utils.lenet)'],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-1500:]

@@ -8,6 +8,7 @@ instructor's would. Autograding the solutions runs every source notebook top to 
 (assignment 5 with the quick-mode parameters of tools/run_notebooks.py, assignment 3 in its
 fixed graded budget on real Fashion-MNIST).
 """
+import inspect
 import json
 import os
 import pathlib
@@ -19,7 +20,7 @@ import sys
 import nbformat
 import pytest
 
-from d2l_utils import check_batch_norm, check_batch_norm_block
+from d2l_utils import BookBatchNorm, check_batch_norm, check_batch_norm_block
 from d2l_utils.checks import mistakes as bn_mistakes
 from d2l_utils.checks.grading import check_batch_norm_backward
 
@@ -36,6 +37,26 @@ FUNCTION_MISTAKES = sorted(n for n, m in bn_mistakes.MISTAKES.items() if m.funct
 LAYER_MISTAKES = sorted(bn_mistakes.MISTAKES)
 
 # A closed-form backward pass with the classic mistake: batch mean and variance as constants
+# The backward pass computed by autograd through the setup cell's imported batch_norm (issue 27)
+AUTOGRAD_BACKWARD = '''
+def batch_norm_backward(dY, X, gamma, eps):
+    X, gamma, beta = X.copy(), gamma.copy(), nd.zeros_like(gamma)
+    for a in (X, gamma, beta):
+        a.attach_grad()
+    with autograd.record():
+        Y, _, _ = batch_norm(X, gamma, beta, nd.zeros_like(gamma), nd.ones_like(gamma), eps, 0.9)
+    Y.backward(dY)
+    return X.grad, gamma.grad, beta.grad
+'''
+# An identity "batch norm" and a grade() that always passes, both in the solution cell
+IDENTITY_AND_GRADE = '''
+def batch_norm(X, gamma, beta, moving_mean, moving_var, eps, momentum):
+    return X, moving_mean, moving_var
+
+
+def grade(target, name, checker=None):
+    print('PASS %s' % name)
+'''
 CONSTANT_STATS_BACKWARD = '''
 def batch_norm_backward(dY, X, gamma, eps):
     axes = 0 if X.ndim == 2 else (0, 2, 3)
@@ -47,13 +68,13 @@ def batch_norm_backward(dY, X, gamma, eps):
 '''
 
 
-def nbgrader_command(course, *args):
-    """Start the nbgrader command line in ``course``; returns the Popen (output in a pipe)."""
-    bin_dir = os.path.dirname(sys.executable)
-    env = dict(os.environ, PATH=bin_dir + os.pathsep + os.environ.get('PATH', ''),
+def nbgrader_command(course, *args, **env_vars):
+    """Start ``python -m nbgrader`` (the documented command) in ``course``; returns the Popen
+    (output in a pipe). env_vars: extra environment variables (strings)."""
+    env = dict(os.environ,
                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get('PYTHONPATH')])),
-               MPLBACKEND='Agg')
-    return subprocess.Popen([os.path.join(bin_dir, 'nbgrader'), *args], cwd=str(course), env=env,
+               MPLBACKEND='Agg', **env_vars)
+    return subprocess.Popen([sys.executable, '-m', 'nbgrader', *args], cwd=str(course), env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -106,21 +127,91 @@ def submit(course, student, assignment, replace):
     nbformat.write(nb, str(folder / (ASSIGNMENTS[assignment] + '.ipynb')))
 
 
+def pasted_function(fn, name='batch_norm'):
+    """A function mistake as a learner would hand it in: its source pasted, not imported."""
+    return ('from d2l_utils.layers import check_batch_norm_inputs\n\n\n%s\n\n%s = %s\n'
+            % (inspect.getsource(fn), name, fn.__name__))
+
+
+def pasted_layer(number):
+    """Layer mistake ``number`` as a learner would hand it in: written out in the cell (a function
+    mistake inside the exercise's own layer, or the book's layer with its change)."""
+    mistake = bn_mistakes.MISTAKES[number]
+    if mistake.function is not None:
+        fn = mistake.function.__name__
+        layer = without_markers(next(c.source for c in notebook(COURSE / 'source',
+                                                                '2_batch_norm_block').cells
+                                     if nbgrader_meta(c).get('grade_id') == 'a2_batch_norm_block'))
+        layer = layer.replace('= batch_norm(', '= %s(' % fn)
+        assert fn in layer
+        return pasted_function(mistake.function, fn) + '\n\n' + layer
+    book = ('import mxnet as mx\nfrom d2l_utils.book import book_batch_norm\n'
+            'from d2l_utils.layers import param_shape\n\n\n'
+            + inspect.getsource(BookBatchNorm))
+    if mistake.layer is BookBatchNorm:
+        return book + '\n\nBatchNorm = BookBatchNorm\n'
+    return (book + '\n\n' + inspect.getsource(mistake.layer)
+            + '\n\nBatchNorm = %s\n' % mistake.layer.__name__)
+
+
+def solution_with(assignment, grade_id, old, new):
+    """The source's solution of one cell with ``old`` replaced by ``new``."""
+    text = without_markers(next(c.source for c in notebook(COURSE / 'source', assignment).cells
+                                if nbgrader_meta(c).get('grade_id') == grade_id))
+    assert old in text, (grade_id, old)
+    return text.replace(old, new, 1)
+
+
+def loop(indent):
+    """A learner's loop that never ends, to put before a statement indented by ``indent``."""
+    return 'while True:   # a loop that never ends\n%s    pass\n%s' % (indent, indent)
+
+
+
 SUBMISSIONS = {   # student -> {assignment: replacements}
     'solution': {a: {} for a in ASSIGNMENTS},
     'blank': {a: None for a in ASSIGNMENTS},
     'constant_stats': {'4_backward': {'a4_backward': CONSTANT_STATS_BACKWARD}},
-    'nan_layer': {'3_lenet': {'a3_batch_norm_block': 'from d2l_utils.checks.mistakes import '
-                                                     'NegativeVarianceBatchNorm as BatchNorm'}},
+    'nan_layer': {'3_lenet': {'a3_batch_norm_block': pasted_layer(1)}},
+    # integrity (issue 27 item 4): the package's own code, or a redefined grade()
+    'imported': {
+        '1_batch_norm': {'a1_batch_norm': 'from d2l_utils import batch_norm'},
+        '2_batch_norm_block': {'a2_batch_norm_block': 'from d2l_utils import BatchNorm'},
+        '4_backward': {'a4_backward': AUTOGRAD_BACKWARD}},
+    'redefined_grade': {'1_batch_norm': {'a1_batch_norm': IDENTITY_AND_GRADE}},
+    # crashes (issue 27 item 3): IPython's exit() inside the learner's function
+    'ipython_exit': {'1_batch_norm': {'a1_batch_norm': solution_with(
+        '1_batch_norm', 'a1_batch_norm', '    if not autograd.is_training():',
+        '    exit()\n    if not autograd.is_training():')}},
 }
 for _n in FUNCTION_MISTAKES:
     SUBMISSIONS.setdefault('mistake%d' % _n, {})['1_batch_norm'] = {
-        'a1_batch_norm': 'from d2l_utils.checks.mistakes import %s as batch_norm'
-                         % bn_mistakes.MISTAKES[_n].function.__name__}
+        'a1_batch_norm': pasted_function(bn_mistakes.MISTAKES[_n].function)}
 for _n in LAYER_MISTAKES:
     SUBMISSIONS.setdefault('mistake%d' % _n, {})['2_batch_norm_block'] = {
-        'a2_batch_norm_block': 'from d2l_utils.checks.mistakes import %s as BatchNorm'
-                               % bn_mistakes.MISTAKES[_n].layer.__name__}
+        'a2_batch_norm_block': pasted_layer(_n)}
+
+# Hangs (issue 27 item 3), graded with a 3-s time limit per property and a 120-s cell timeout:
+# a loop that never ends in each assignment's code, and one only in prediction mode.
+HANGS = {
+    'loops': {
+        '1_batch_norm': {'a1_batch_norm': solution_with(
+            '1_batch_norm', 'a1_batch_norm', 'if not autograd.is_training():',
+            loop(' ' * 4) + 'if not autograd.is_training():')},
+        '2_batch_norm_block': {'a2_batch_norm_block': solution_with(
+            '2_batch_norm_block', 'a2_batch_norm_block', 'ctx = X.context',
+            loop(' ' * 8) + 'ctx = X.context')},
+        '3_lenet': {'a3_batch_norm_block': solution_with(
+            '3_lenet', 'a3_batch_norm_block', 'ctx = X.context',
+            loop(' ' * 8) + 'ctx = X.context')},
+        '4_backward': {'a4_backward': solution_with(
+            '4_backward', 'a4_backward', 'axes = 0 if', loop(' ' * 4) + 'axes = 0 if')}},
+    'loops_in_prediction': {'1_batch_norm': {'a1_batch_norm': solution_with(
+        '1_batch_norm', 'a1_batch_norm', '    if not autograd.is_training():\n',
+        '    while not autograd.is_training():   # hangs only when predicting\n        pass\n'
+        '    if not autograd.is_training():\n')}},
+}
+HANG_TIME_LIMIT, HANG_CELL_TIMEOUT = 3, 120
 
 
 # Autograding runs in two course copies at once (the machine has two cores): the solutions and
@@ -131,7 +222,8 @@ HEAVY = ('solution', 'blank')
 
 @pytest.fixture(scope='module')
 def course(tmp_path_factory, fashion_mnist_dir):
-    """A graded copy of the course: released, every submission in SUBMISSIONS autograded.
+    """A graded copy of the course: released, every submission in SUBMISSIONS and HANGS
+    autograded (HANGS with a 3-s time limit per property and a 120-s cell timeout).
 
     Returns {student: the course folder that graded them}; the first is also the released one.
     """
@@ -142,14 +234,19 @@ def course(tmp_path_factory, fashion_mnist_dir):
         src = COURSE / name
         (shutil.copytree if src.is_dir() else shutil.copy)(str(src), str(released / name))
     finish(nbgrader_command(released, 'generate_assignment', '*', '--force'))
-    other = base / 'mistakes'
+    other, hangs = base / 'mistakes', base / 'hangs'
     shutil.copytree(str(released), str(other))
+    shutil.copytree(str(released), str(hangs))
     folders = {student: released if student in HEAVY else other for student in SUBMISSIONS}
-    for student, assignments in SUBMISSIONS.items():
+    folders.update({student: hangs for student in HANGS})
+    for student, assignments in list(SUBMISSIONS.items()) + list(HANGS.items()):
         for assignment, replace in assignments.items():
             submit(folders[student], student, assignment, replace)
     runs = [nbgrader_command(folder, 'autograde', '*', '--create', '--force')
             for folder in (released, other)]
+    runs.append(nbgrader_command(hangs, 'autograde', '*', '--create', '--force',
+                                 '--Execute.timeout=%d' % HANG_CELL_TIMEOUT,
+                                 D2L_CHECK_TIME_LIMIT=str(HANG_TIME_LIMIT)))
     for run in runs:
         finish(run)
     return folders
@@ -270,7 +367,8 @@ def test_a_function_mistake_loses_exactly_the_points_of_its_properties(course, n
         assert text.startswith('GradingFailure: FAIL ') and 'Likely cause' in text, text
 
 
-@pytest.mark.parametrize('number', LAYER_MISTAKES)
+@pytest.mark.parametrize('number', [n for n in LAYER_MISTAKES
+                                    if bn_mistakes.MISTAKES[n].layer is not BookBatchNorm])
 def test_a_layer_mistake_loses_exactly_the_points_of_its_properties(course, number):
     broken = check_batch_norm_block(bn_mistakes.MISTAKES[number].layer, verbose=False).failed()
     assert broken
@@ -297,3 +395,96 @@ def test_a_backward_pass_with_constant_statistics_loses_the_dx_points(course):
     text = '\n'.join(error_outputs(autograded(course, 'constant_stats', '4_backward'))
                      ['a4_dX_2d'].traceback)
     assert 'treats the batch mean and variance as constants' in ' '.join(text.split()), text
+
+
+# ----------------------------------------------------------------------------- integrity
+
+def feedback_text(course, student, assignment):
+    """The error outputs a learner and the instructor see in the autograded notebook."""
+    return {grade_id: ' '.join('\n'.join(o.traceback).split())
+            for grade_id, o in error_outputs(autograded(course, student, assignment)).items()}
+
+
+def test_the_books_layer_pasted_verbatim_scores_zero_and_says_why(course):
+    number = next(n for n, m in bn_mistakes.MISTAKES.items() if m.layer is BookBatchNorm)
+    table = grades(course, 'mistake%d' % number, '2_batch_norm_block')
+    assert lost(table) == set(table)
+    for text in feedback_text(course, 'mistake%d' % number, '2_batch_norm_block').values():
+        assert 'is a copy of d2l_utils.book.BookBatchNorm' in text, text
+        assert 'Integrity: this part scores 0' in text
+
+
+@pytest.mark.parametrize('assignment, expected', [
+    ('1_batch_norm', "d2l_utils.layers.batch_norm, the package's own code imported"),
+    ('2_batch_norm_block', "d2l_utils.layers.BatchNorm, the package's own code imported"),
+    ('4_backward', "calls d2l_utils.layers.batch_norm, the package's own implementation")])
+def test_the_packages_own_code_scores_zero_with_the_reason_in_the_feedback(course, assignment,
+                                                                          expected):
+    table = grades(course, 'imported', assignment)
+    assert lost(table) == set(table), table
+    texts = feedback_text(course, 'imported', assignment)
+    assert set(texts) == set(table)
+    for text in texts.values():
+        assert expected in text and 'Integrity: this part scores 0' in text, text
+
+
+def test_a_grade_redefined_in_the_solution_cell_does_not_pass_an_identity_function(course):
+    namespace = {}
+    exec(IDENTITY_AND_GRADE, namespace)
+    broken = check_batch_norm(namespace['batch_norm'], verbose=False).failed()
+    assert len(broken) >= 6
+    table = grades(course, 'redefined_grade', '1_batch_norm')
+    assert lost(table) == {'a1_' + name for name in broken}
+
+
+# ----------------------------------------------------------------------------- no hang, no crash
+
+def test_ipython_exit_in_the_learners_function_does_not_kill_the_kernel(course):
+    table = grades(course, 'ipython_exit', '1_batch_norm')
+    assert lost(table) == set(table)   # the function never returns a result
+    nb = autograded(course, 'ipython_exit', '1_batch_norm')
+    assert [c for c in nb.cells if c.cell_type == 'code'][-1].execution_count is not None
+    for text in feedback_text(course, 'ipython_exit', '1_batch_norm').values():
+        assert 'SystemExit: exit() called' in text, text
+
+
+@pytest.mark.parametrize('assignment', ['1_batch_norm', '2_batch_norm_block', '3_lenet',
+                                        '4_backward'])
+def test_a_looping_submission_is_graded_to_the_end_with_a_fail_that_says_so(course, assignment):
+    table = grades(course, 'loops', assignment)
+    assert all(score == 0 for score, _, _ in table.values()), table
+    nb = autograded(course, 'loops', assignment)
+    assert [c for c in nb.cells if c.cell_type == 'code'][-1].execution_count is not None
+    check_cell = next(c for c in nb.cells if c.cell_type == 'code'
+                      and c.source.startswith('report = check('))
+    assert 'did not finish within %d s' % HANG_TIME_LIMIT in check_cell.outputs[0].text
+    texts = feedback_text(course, 'loops', assignment)
+    assert texts and all('did not finish' in t for t in texts.values()), texts
+    assert not any('Timeout' in t or 'KeyboardInterrupt' in t for t in texts.values())
+
+
+def test_a_function_that_hangs_only_when_predicting_keeps_its_training_points(course):
+    table = grades(course, 'loops_in_prediction', '1_batch_norm')
+    assert {g for g, (score, _, _) in table.items() if score} == {
+        'a1_train_normalizes', 'a1_per_feature_stats', 'a1_moving_mean_update',
+        'a1_moving_var_update', 'a1_gradients'}
+
+
+# ----------------------------------------------------------------------------- instructor commands
+
+def test_a_failed_generation_leaves_the_release_as_it_was(tmp_path):
+    """nbgrader generate_assignment --force deletes release/<assignment> before it fails on a
+    broken source notebook; exercises/generate_release.py puts the old release back."""
+    sys.path.insert(0, str(COURSE))
+    import generate_release
+    for name in ('source', 'release'):
+        (tmp_path / name / '1_batch_norm').mkdir(parents=True)
+    shutil.copy(str(COURSE / 'nbgrader_config.py'), str(tmp_path))
+    released = COURSE / 'release' / '1_batch_norm' / 'batch_norm.ipynb'
+    shutil.copy(str(released), str(tmp_path / 'release' / '1_batch_norm'))
+    (tmp_path / 'source' / '1_batch_norm' / 'batch_norm.ipynb').write_text('{"cells": [')
+    status = generate_release.generate_release('1_batch_norm', course=str(tmp_path))
+    assert status != 0
+    kept = tmp_path / 'release' / '1_batch_norm' / 'batch_norm.ipynb'
+    assert kept.read_bytes() == released.read_bytes()
+    assert not list(tmp_path.glob('.release-backup-*'))

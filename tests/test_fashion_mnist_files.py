@@ -9,11 +9,13 @@ import functools
 import gzip
 import http.server
 import inspect
+import multiprocessing
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import warnings
@@ -238,6 +240,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         gz = real_gz(self.server.real_dir, name)
         if behaviour == 'good':
             self.send_body(gz)
+        elif behaviour == 'swapped':   # another of the four files under this name
+            other = TEST_LABELS if name != TEST_LABELS else TRAIN_LABELS
+            self.send_body(real_gz(self.server.real_dir, other))
         elif behaviour == 'wrong':
             self.send_body(gzip.compress(flipped(real_content(self.server.real_dir, name))))
         elif behaviour == 'short':
@@ -490,7 +495,8 @@ def test_missing_folder_and_folder_without_the_file_are_told_apart(no_local_sour
                                                                    monkeypatch):
     (tmp_path / 'empty').mkdir()
     monkeypatch.setenv(fmf.ENV_VAR, str(tmp_path / 'typo'))
-    with pytest.raises(DataUnavailableError) as err:
+    with pytest.warns(UserWarning, match='no such folder'), \
+            pytest.raises(DataUnavailableError) as err:
         fmf.fetch_file(TEST_LABELS, root=tmp_path / 'empty', mirrors=())
     message = str(err.value)
     assert 'root argument (%s): no %s there' % (tmp_path / 'empty', TEST_LABELS) in message
@@ -605,3 +611,114 @@ def test_bad_download_settings_are_refused_before_anything_is_tried(no_local_sou
     with pytest.raises(error) as err:
         fmf.fetch_file(TEST_LABELS, cache_dir=tmp_path / 'cache', **kwargs)
     assert message in str(err.value)
+
+
+# ---------------------------------------------------------------- unusable copies (round 3)
+
+def unreadable_copy(folder, kind):
+    """A copy of TEST_LABELS that is there but cannot be read, made for real: a symbolic link
+    that loops, or a folder under the file's name (reading it fails with an OSError)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / TEST_LABELS
+    if kind == 'link loop':
+        os.symlink(TEST_LABELS, str(path))
+    else:
+        path.mkdir()
+    return str(path)
+
+
+@pytest.mark.parametrize('kind', ['link loop', 'a folder under the name'])
+def test_unreadable_copy_is_named_and_skipped_for_the_next_source(
+        fashion_mnist_dir, isolated_sources, tmp_path, monkeypatch, kind):
+    path = unreadable_copy(tmp_path / 'env', kind)
+    monkeypatch.setenv(fmf.ENV_VAR, str(tmp_path / 'env'))
+    with pytest.warns(UserWarning) as warned:
+        content, source = fmf.fetch_file(TEST_LABELS, mirrors=())
+    # before: a raw OSError (PermissionError for a mode-000 file), Debian's good copy never tried
+    assert source == os.path.join(fashion_mnist_dir, TEST_LABELS)
+    assert content == real_content(fashion_mnist_dir, TEST_LABELS)
+    assert any(path in str(w.message) and 'cannot be read' in str(w.message) for w in warned)
+
+
+def test_unreadable_only_copy_is_named_in_the_final_error(no_local_sources, tmp_path,
+                                                          monkeypatch):
+    path = unreadable_copy(tmp_path / 'env', 'link loop')
+    monkeypatch.setenv(fmf.ENV_VAR, str(tmp_path / 'env'))
+    with pytest.warns(UserWarning), pytest.raises(DataUnavailableError) as err:
+        fmf.fetch_file(TEST_LABELS, mirrors=())
+    # before: "no t10k-labels-idx1-ubyte.gz there", for a file that is there
+    assert '%s cannot be read' % path in str(err.value)
+
+
+def test_FASHION_MNIST_DIR_that_is_a_link_loop_is_called_so_even_when_debian_serves(
+        fashion_mnist_dir, isolated_sources, tmp_path, monkeypatch):
+    loop = tmp_path / 'loopdir'
+    os.symlink(str(loop), str(loop))
+    monkeypatch.setenv(fmf.ENV_VAR, str(loop))
+    # before: "no such folder" in the final error only; with Debian's copy, a silent fallback
+    with pytest.warns(UserWarning, match='broken symbolic link'):
+        _, source = fmf.fetch_file(TEST_LABELS, mirrors=())
+    assert source == os.path.join(fashion_mnist_dir, TEST_LABELS)
+
+
+def test_a_mode_000_copy_that_this_user_cannot_read_is_skipped_and_reported_alike(
+        fashion_mnist_dir, isolated_sources, monkeypatch, request):
+    """The reliability rows F5, F6 and H7 for real: a copy this user may not read (mode 000).
+    Root reads any file, so as root the check runs in a forked child that has given up root
+    (uid 65534, nobody) after the imports; as another user it runs in this process."""
+    # a folder nobody can reach (pytest's own tmp folders are private to root), and a new file:
+    # chmod on a hard link would change Debian's copy too
+    folder = tempfile.mkdtemp(prefix='d2l-unreadable-')
+    request.addfinalizer(lambda: shutil.rmtree(folder))
+    os.chmod(folder, 0o755)
+    path = os.path.join(folder, TEST_LABELS)
+    write_new(path, real_gz(fashion_mnist_dir, TEST_LABELS))
+    os.chmod(path, 0)
+    monkeypatch.setenv(fmf.ENV_VAR, folder)
+
+    def check():
+        with warnings.catch_warnings(record=True) as warned:
+            warnings.simplefilter('always')
+            _, source = fmf.fetch_file(TEST_LABELS, mirrors=())
+        _, _, skipped = fmf.search_local(TEST_LABELS)   # what `python -m d2l_utils` reports
+        return (source == os.path.join(fashion_mnist_dir, TEST_LABELS),
+                any('%s cannot be read' % path in str(w.message) for w in warned),
+                any('%s cannot be read' % path in line for line in skipped))
+
+    if os.geteuid() != 0:
+        assert check() == (True, True, True)
+        return
+    parent_end, child_end = multiprocessing.Pipe()
+
+    def as_nobody():   # runs in the forked child
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            child_end.send(repr(check()))
+        except BaseException as err:   # shown by the assertion below
+            child_end.send(repr(err))
+
+    child = multiprocessing.get_context('fork').Process(target=as_nobody)
+    child.start()
+    result = parent_end.recv() if parent_end.poll(120) else 'no answer within 120 s'
+    child.join(10)
+    assert result == repr((True, True, True)), result
+
+
+def test_empty_MXNET_HOME_counts_as_unset(monkeypatch):
+    monkeypatch.setenv('MXNET_HOME', '')
+    # before: 'datasets/fashion-mnist', relative to wherever Python runs
+    assert fmf.mxnet_cache_dir() == os.path.join(os.path.expanduser('~'), '.mxnet', 'datasets',
+                                                 'fashion-mnist')
+
+
+def test_a_mirror_serving_another_file_is_blamed_not_the_learner(no_local_sources, server,
+                                                                tmp_path):
+    with pytest.raises(DataUnavailableError) as err:
+        fmf.fetch_file(TRAIN_LABELS, mirrors=(server + 'swapped/',), cache_dir=tmp_path / 'cache',
+                       timeout=TIMEOUT)
+    message = str(err.value)
+    assert 'holds the Fashion-MNIST file %s, not %s' % (TEST_LABELS, TRAIN_LABELS) in message
+    assert 'The mirror serves the wrong file under this name' in message
+    assert 'Give each file its own name' not in message   # before: advice for local files
+    assert not os.path.exists(str(tmp_path / 'cache' / TRAIN_LABELS))

@@ -209,3 +209,36 @@ def test_each_marked_cell_runs_from_its_notebooks_imports_alone(path):
             pytest.skip('PyTorch is optional and not installed')
         raise
     assert unresolved == [], unresolved
+
+
+# --- bad inputs (reliability round 3, rows G9-G11) -------------------------------------------
+
+def test_a_malformed_notebook_is_named(tmp_path, capsys):
+    (tmp_path / 'notebooks').mkdir()
+    (tmp_path / 'notebooks' / 'broken.ipynb').write_text('{"cells": [ {"cell_type": "co')
+    for argv in ([], ['--write'], ['--to-notebooks']):
+        assert notebook_sync.main(argv, tmp_path) == 2   # before: a raw JSONDecodeError
+        err = capsys.readouterr().err
+        assert 'broken.ipynb: not a readable notebook' in err and 'git checkout' in err
+
+
+def test_a_syntax_error_in_a_marked_cell_names_the_notebook_cell_and_line(tmp_path, capsys):
+    copy_module(tmp_path, 'data_parallel')
+    write_notebook(tmp_path / 'notebooks' / 'n.ipynb', 'x = 1',
+                   '# Saved in d2l_utils/data_parallel.py\ndef split_batch(X):\n    if True\n'
+                   '        return X\n')
+    for argv in ([], ['--write']):
+        assert notebook_sync.main(argv, tmp_path) == 2   # before: SyntaxError in <unknown>
+        err = capsys.readouterr().err
+        assert 'n.ipynb, cell 1 (marked for d2l_utils/data_parallel.py): line 3' in err
+    assert (tmp_path / 'd2l_utils' / 'data_parallel.py').read_text() == \
+        (notebook_sync.ROOT / 'd2l_utils' / 'data_parallel.py').read_text()
+
+
+def test_a_marker_naming_no_module_says_the_module_does_not_exist(tmp_path, capsys):
+    write_notebook(tmp_path / 'notebooks' / 'n.ipynb',
+                   '# Saved in d2l_utils/data_paralel.py\ndef needs_all_parts(x):\n    return x\n')
+    assert notebook_sync.main([], tmp_path) == 1
+    out = capsys.readouterr().out
+    # before: "needs_all_parts differs from d2l_utils/data_paralel.py (edit one of them ...)"
+    assert 'the marker names d2l_utils/data_paralel.py, which does not exist' in out

@@ -35,6 +35,14 @@ def test_the_rest_of_d2l_utils_does_not_need_torch():
     assert out.stdout.strip() == 'True'
 
 
+def test_the_mxnet_checkers_do_not_need_torch_and_the_torch_checker_says_how_to_install_it():
+    out = run_without_torch('import d2l_utils.checks; print(d2l_utils.checks.check_batch_norm)')
+    assert out.returncode == 0, out.stderr
+    out = run_without_torch('import d2l_utils.checks.torch_layer')
+    assert out.returncode != 0
+    assert INSTALL in out.stderr.strip().splitlines()[-1]
+
+
 def test_the_appendix_first_code_cell_stops_with_the_install_message_without_torch():
     cells = json.loads(NOTEBOOK.read_text())['cells']
     first = next(''.join(c['source']) for c in cells if c['cell_type'] == 'code')

@@ -53,9 +53,20 @@ class SyncError(RuntimeError):
     """--write cannot tell for sure what to replace; nothing was written."""
 
 
+def read_notebook(notebook_path):
+    """The notebook as a dict; SyncError naming the file if it is not a notebook's JSON."""
+    try:
+        nb = json.loads(pathlib.Path(notebook_path).read_text())
+        nb['cells']
+    except (ValueError, KeyError, TypeError) as err:
+        raise SyncError(f'{notebook_path}: not a readable notebook ({err}); restore it '
+                        f'(git checkout -- {notebook_path}) or re-save it in Jupyter') from None
+    return nb
+
+
 def code_cells(notebook_path):
     """[(cell index, source)] of a notebook's code cells."""
-    nb = json.loads(pathlib.Path(notebook_path).read_text())
+    nb = read_notebook(notebook_path)
     return [(i, ''.join(cell['source'])) for i, cell in enumerate(nb['cells'])
             if cell['cell_type'] == 'code']
 
@@ -83,13 +94,22 @@ def text_of(lines, span):
 
 
 def marked_definitions(notebook_path):
-    """Yield (module name, definition name, source text) for each definition in marked cells."""
-    for _, source in code_cells(notebook_path):
+    """Yield (module name, definition name, source text) for each definition in marked cells.
+
+    SyncError (naming the notebook, the cell and the line) if a marked cell does not parse.
+    """
+    for index, source in code_cells(notebook_path):
         module_name = marker_module(source)
         if module_name is None:
             continue
         lines = source.splitlines(keepends=True)
-        for name, spans in definition_spans(source).items():
+        try:
+            spans_by_name = definition_spans(source)
+        except SyntaxError as err:
+            raise SyncError(f'{pathlib.Path(notebook_path).name}, cell {index} (marked for '
+                            f'd2l_utils/{module_name}.py): line {err.lineno}: {err.msg}; fix the '
+                            f'cell, nothing was compared or written') from None
+        for name, spans in spans_by_name.items():
             for span in spans:
                 yield module_name, name, text_of(lines, span)
 
@@ -302,7 +322,7 @@ def write_to_notebooks(notebook_paths, root=ROOT):
     """
     cache, new_notebooks, done = {}, {}, []
     for path in notebook_paths:
-        nb = json.loads(pathlib.Path(path).read_text())
+        nb = read_notebook(path)
         changed = False
         for cell in nb['cells']:
             source = ''.join(cell['source']) if cell['cell_type'] == 'code' else ''
@@ -350,9 +370,19 @@ def main(argv, root=ROOT):
             for where, name in done:
                 print(done_line % (where, name))
             return 0
-    problems = ['%s: %s differs from d2l_utils/%s.py (edit one of them; --write copies the '
-                'notebook\'s version into the package)' % (nb_name, name, module_name)
-                for nb_name, module_name, name in drift(notebooks, root)]
+    try:
+        drifted = drift(notebooks, root)
+    except SyncError as err:
+        print('notebook_sync: %s' % err, file=sys.stderr)
+        return 2
+    problems = []
+    for nb_name, module_name, name in drifted:
+        if not module_file(module_name, root).is_file():
+            problems.append(f'{nb_name}: the marker names d2l_utils/{module_name}.py, which does '
+                            f'not exist (a typo in the marker line? it defines {name})')
+        else:
+            problems.append(f"{nb_name}: {name} differs from d2l_utils/{module_name}.py (edit one "
+                            f"of them; --write copies the notebook's version into the package)")
     problems += ['%s, cell %d: defines %s, which d2l_utils exports, in a cell without the marker '
                  '(mark the cell "# Saved in d2l_utils/<module>.py", or rename it)' % found
                  for found in unmarked_exports(notebooks, root)]

@@ -3,11 +3,14 @@
     python tools/run_notebooks.py                 # full run of every notebook, outputs saved in place
     python tools/run_notebooks.py --quick -o DIR  # quick run (what the tests do), copies in DIR
     python tools/run_notebooks.py notebooks/1_batch_norm_scratch.ipynb   # just one
+    python tools/run_notebooks.py --timeout 300 ...   # per-cell limit in seconds (default 900)
 
 A notebook is written only when its whole run finished without error, and atomically (a temp
 file in the same folder, then ``os.replace``): a failing cell or Ctrl-C leaves the file as it
-was, and the message says which cell failed. Each notebook's time is printed with the machine's
-load average before and after it, so a timing taken on a busy machine shows as such.
+was, and the message says which cell failed. The file keeps its permissions; a read-only
+notebook is refused (write the run elsewhere with -o). Each notebook's time is printed with the
+machine's load average before and after it, so a timing taken on a busy machine shows as such;
+a cell that runs long prints a progress line every PROGRESS_EVERY seconds.
 
 Quick mode follows papermill's convention: after the cell tagged ``parameters`` it inserts a
 cell (tagged ``injected-parameters``) that overrides the knobs named in ``QUICK_PARAMETERS``,
@@ -19,6 +22,8 @@ import asyncio
 import inspect
 import os
 import pathlib
+import signal
+import stat
 import sys
 import tempfile
 import threading
@@ -44,6 +49,16 @@ QUICK_PARAMETERS = {
 }
 
 
+# The per-cell time limit. The longest cell of the course (the book's full experiment in
+# notebook 3) is budgeted at 9 minutes on 2 idle cores; a cell past 15 minutes is stuck.
+DEFAULT_TIMEOUT = 900
+PROGRESS_EVERY = 60     # seconds between "still running" lines of one cell
+
+# Set by the SIGINT handler of main(): tells a Ctrl-C apart from a KeyboardInterrupt that a
+# cell raised itself (both reach this runner as a cell error named KeyboardInterrupt).
+INTERRUPTED = threading.Event()
+
+
 class NotebookRunError(Exception):
     """A cell of a notebook failed; the notebook file was left unchanged.
 
@@ -58,6 +73,32 @@ class NotebookRunError(Exception):
                  else 'a cell')
         super().__init__('%s: %s failed with %s: %s. The notebook file was left unchanged.'
                          % (path, where, ename, evalue))
+
+
+class NotebookFileError(ValueError):
+    """A notebook file cannot be run as asked (not valid JSON, read-only, no parameters cell)."""
+
+
+def read_notebook(path):
+    """The notebook at ``path`` (nbformat 4), or NotebookFileError naming it and the cause."""
+    try:
+        return nbformat.read(str(path), as_version=4)
+    except Exception as err:   # nbformat's NotJSONError, JSONDecodeError, validation errors
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:120]
+        raise NotebookFileError(
+            f'{path} is not a readable notebook ({first}). Restore it from git '
+            f'(git checkout -- {path}) or open and re-save it in Jupyter.') from None
+
+
+def check_writable(path):
+    """NotebookFileError if a full run could not write ``path`` back (read-only for its owner,
+    or for this user)."""
+    mode = os.stat(path).st_mode
+    if not mode & stat.S_IWUSR or not os.access(path, os.W_OK):
+        raise NotebookFileError(
+            f'{path} is read-only (mode {stat.S_IMODE(mode):04o}), so a full run would not '
+            f'write it back: make it writable (chmod u+w {path}) or write the executed copy '
+            f'elsewhere with -o DIR.')
 
 
 def notebooks(paths=()):
@@ -86,7 +127,10 @@ def parameters_cell_index(nb):
     found = [i for i, cell in enumerate(nb.cells)
              if 'parameters' in cell.get('metadata', {}).get('tags', [])]
     if len(found) != 1:
-        raise ValueError('expected exactly one cell tagged "parameters", found %d' % len(found))
+        raise NotebookFileError(
+            f'expected exactly one cell tagged "parameters" (the knobs a quick run turns, e.g. '
+            f'NUM_EPOCHS), found {len(found)}: tag that cell (in Jupyter: View > Cell Toolbar '
+            f'> Tags, or the property inspector)')
     return found[0]
 
 
@@ -116,15 +160,25 @@ def inject_quick_parameters(nb, overrides=None):
 def write_atomically(nb, path):
     """Write ``nb`` to ``path`` via a temp file in the same folder and ``os.replace``."""
     path = pathlib.Path(path)
+    # mkstemp creates the file 0600: give the result the mode the notebook had (or a new file's
+    # usual mode), so other users of a shared course folder can still read it
+    mode = stat.S_IMODE(os.stat(path).st_mode) if path.exists() else 0o666 & ~current_umask()
     fd, tmp = tempfile.mkstemp(prefix='.' + path.name + '.', suffix='.tmp', dir=str(path.parent))
     try:
         with os.fdopen(fd, 'w', encoding='utf-8') as f:
             nbformat.write(nb, f)
+        os.chmod(tmp, mode)
         os.replace(tmp, str(path))
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def current_umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def failed_cell(nb, injected_at):
@@ -158,11 +212,46 @@ def run_in_worker(client):
     try:
         while worker.is_alive():
             worker.join(0.2)
+            report_progress(client)
     except KeyboardInterrupt:
         stop_kernel(client, worker)
         raise
     if outcome:
         raise outcome[0]
+
+
+class CellClock:
+    """Which cell a run is in and since when; the hooks nbclient calls keep it current."""
+
+    def __init__(self, nb, injected_at):
+        self.nb, self.injected_at = nb, injected_at
+        self.index, self.started, self.reported = None, None, 0.0
+
+    def file_index(self, index):
+        """The cell's index in the notebook file (a quick run's injected cell not counted)."""
+        if self.injected_at is not None and index > self.injected_at:
+            return index - 1
+        return index
+
+    def on_cell_execute(self, cell, cell_index, **_):
+        self.index, self.started, self.reported = cell_index, time.time(), 0.0
+
+    def describe(self):
+        cell = self.nb.cells[self.index]
+        first = next((line for line in cell.source.splitlines() if line.strip()), '')
+        return f'cell {self.file_index(self.index)} ({first.strip()[:60]})'
+
+
+def report_progress(client):
+    """Print a line when the current cell has run another PROGRESS_EVERY seconds."""
+    clock = getattr(client, 'cell_clock', None)
+    if clock is None or clock.started is None:
+        return
+    running = time.time() - clock.started
+    if running - clock.reported >= PROGRESS_EVERY:
+        clock.reported = running
+        print(f'  ... {clock.describe()} running for {running:.0f} s (limit {client.timeout:g} s)',
+              flush=True)
 
 
 def kernel_environment():
@@ -195,38 +284,53 @@ def stop_kernel(client, worker, wait=30):
         worker.join(wait)
 
 
-def execute(path, quick=False, output=None, timeout=3600):
+def execute(path, quick=False, output=None, timeout=DEFAULT_TIMEOUT):
     """Run one notebook in a fresh kernel (cwd: its folder); returns the seconds it took.
 
     The executed notebook goes to ``output``, or back to ``path`` for a full run, or nowhere
     for a quick run without ``output``; it is written only if every cell ran without error,
-    atomically. A failing cell raises NotebookRunError naming it; Ctrl-C (KeyboardInterrupt)
-    propagates; in both cases nothing is written.
+    atomically, keeping the file's mode. ``timeout``: seconds per cell. A failing or timed-out
+    cell raises NotebookRunError naming it; an unreadable, read-only (full run in place) or
+    untagged (quick run) notebook raises NotebookFileError before any cell runs; Ctrl-C
+    (KeyboardInterrupt) propagates; in every case nothing is written.
     """
     path = pathlib.Path(path)
-    nb = nbformat.read(str(path), as_version=4)
+    nb = read_notebook(path)
+    target = output if output is not None else (None if quick else path)
+    if target is not None and pathlib.Path(target).exists():
+        check_writable(target)
     injected_at = None
     if quick:
         injected_at = parameters_cell_index(nb) + 1
         inject_quick_parameters(nb)
+    clock = CellClock(nb, injected_at)
     client = NotebookClient(nb, timeout=timeout, kernel_name='python3',
-                            resources={'metadata': {'path': str(path.parent)}})
+                            resources={'metadata': {'path': str(path.parent)}},
+                            on_cell_execute=clock.on_cell_execute)
+    client.cell_clock = clock
     start = time.time()
     try:
         run_in_worker(client)
     except KeyboardInterrupt:
         raise KeyboardInterrupt('run of %s interrupted' % path.name) from None
     except Exception as err:
-        if getattr(err, 'ename', '') == 'KeyboardInterrupt':   # Ctrl-C reached the kernel too
+        if getattr(err, 'ename', '') == 'KeyboardInterrupt' and (
+                INTERRUPTED.is_set() or INTERRUPTED.wait(1.0)):
+            # Ctrl-C reached the kernel too (a cell that raises KeyboardInterrupt itself, with
+            # no Ctrl-C, is a failing cell like any other)
             raise KeyboardInterrupt('run of %s interrupted' % path.name) from None
         index, line = failed_cell(nb, injected_at)
         if isinstance(err, CellExecutionError):
             ename, evalue = err.ename, err.evalue
         else:   # a timeout or a dead kernel: no error output in any cell
             ename, evalue = type(err).__name__, (str(err).strip().splitlines() or [''])[0]
+            if clock.index is not None:   # the cell that was running
+                index = clock.file_index(clock.index)
+                line = clock.describe().split(' (', 1)[1][:-1]
+                if 'timed out' in evalue.lower() or 'Timeout' in ename:
+                    evalue += f' (the limit is {timeout:g} s per cell: --timeout SECONDS)'
         raise NotebookRunError(path, index, ename, evalue, line) from None
     seconds = time.time() - start
-    target = output if output is not None else (None if quick else path)
     if target is not None:
         nb.metadata['kernelspec'] = dict(KERNELSPEC)
         write_atomically(nb, target)
@@ -251,12 +355,23 @@ def main(argv=None):
     parser.add_argument('--quick', action='store_true', help='inject the quick parameters')
     parser.add_argument('-o', '--output-dir', help='write executed copies here (default: in '
                         'place for a full run; nowhere for a quick run)')
+    parser.add_argument('--timeout', type=positive_seconds, default=DEFAULT_TIMEOUT,
+                        help=f'seconds one cell may run (default {DEFAULT_TIMEOUT})')
     args = parser.parse_args(argv)
     try:
         paths = notebooks(args.paths)
-    except FileNotFoundError as err:
+        for path in paths:   # every file readable before the first one runs
+            read_notebook(path)
+        if args.output_dir and os.path.exists(args.output_dir) \
+                and not os.path.isdir(args.output_dir):
+            raise NotebookFileError(f'-o {args.output_dir}: is a file; -o needs a folder '
+                                    f'(it is created if missing)')
+    except (FileNotFoundError, NotebookFileError) as err:
         print(err, file=sys.stderr)
         return 2
+    INTERRUPTED.clear()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, on_sigint)
     cores = os.cpu_count() or 1
     print('%-45s %9s   load average (1 min, %d cores) before -> after' % ('notebook', 'time', cores),
           flush=True)
@@ -267,10 +382,13 @@ def main(argv=None):
             output.parent.mkdir(parents=True, exist_ok=True)
         before = load_average()
         try:
-            seconds = execute(path, quick=args.quick, output=output)
+            seconds = execute(path, quick=args.quick, output=output, timeout=args.timeout)
         except NotebookRunError as err:
             print(err, file=sys.stderr)
             return 1
+        except NotebookFileError as err:
+            print(f'{path}: {err}' if str(path) not in str(err) else err, file=sys.stderr)
+            return 2
         except KeyboardInterrupt:
             print('\ninterrupted while running %s; the notebook file was left unchanged.'
                   % path.name, file=sys.stderr)
@@ -280,6 +398,23 @@ def main(argv=None):
                                             format_load(load_average())), flush=True)
     print('%-45s %7.1f s' % ('total', total))
     return 0
+
+
+def positive_seconds(text):
+    """argparse type: a positive number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0
+    if not 0 < value < float('inf'):
+        raise argparse.ArgumentTypeError(f'expected a positive number of seconds, e.g. 600; '
+                                         f'got {text!r}')
+    return value
+
+
+def on_sigint(signum, frame):
+    INTERRUPTED.set()
+    signal.default_int_handler(signum, frame)
 
 
 if __name__ == '__main__':

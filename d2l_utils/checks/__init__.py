@@ -11,7 +11,10 @@ what was expected, what came out and the likely cause; an exception raised by th
 is caught and reported as a failure of the property that triggered it.
 
 The package: ``report`` (CheckResult, CheckReport), ``harness`` (the inputs and the adapters that
-run functions and layers alike), ``properties`` (one function per property), ``runner``.
+run functions and layers alike), ``properties`` (one function per property), ``runner`` (the one
+place learner code runs: time limit, exit guard, error locations), ``backward`` (the properties of
+a closed-form backward pass, run by the same runner), ``grading`` and ``exercises`` (the
+exercise edition's graded checks), ``integrity`` (whose code is graded), ``mistakes``.
 
 Layers are read and set through the book's attribute names ``gamma``, ``beta`` (Parameters or
 NDArrays) and ``moving_mean``, ``moving_var`` (Parameters or NDArrays), with the book's eps=1e-5
@@ -30,15 +33,16 @@ __all__ = ['BLOCK_PROPERTIES', 'CheckReport', 'CheckResult', 'EPS', 'FUNCTION_PR
            'check_batch_norm_block']
 
 
-def check_batch_norm(fn, verbose=True, time_limit=TIME_LIMIT):
+def check_batch_norm(fn, verbose=True, time_limit=None):
     """Check a batch-norm function with the book's signature against ``d2l_utils.batch_norm``.
 
     fn(X, gamma, beta, moving_mean, moving_var, eps, momentum) -> (Y, moving_mean, moving_var),
     X (N, D) or (N, C, H, W), the others (1, D) or (1, C, 1, 1). Runs the properties of
     ``FUNCTION_PROPERTIES`` on 2-D (8, 5) and 4-D (4, 3, 5, 5) float32 inputs with eps=1e-5 and
     momentum=0.9; prints one line per property if verbose; returns a ``CheckReport``.
-    Each property runs for at most ``time_limit`` seconds (see ``runner``); whatever fn raises,
-    ``SystemExit`` too, is a FAIL of that property, and so is writing into X, gamma or beta.
+    Each property runs for at most ``time_limit`` seconds (default: see ``runner``); whatever fn
+    raises, ``SystemExit`` too, is a FAIL of that property, and so is writing into X, gamma or
+    beta.
     """
     if not callable(fn):
         raise TypeError('check_batch_norm expects a function fn(X, gamma, beta, moving_mean, '
@@ -56,7 +60,7 @@ def check_batch_norm(fn, verbose=True, time_limit=TIME_LIMIT):
                       'check_batch_norm(%s)' % target_name(fn), verbose, time_limit)
 
 
-def check_batch_norm_block(cls, verbose=True, time_limit=TIME_LIMIT):
+def check_batch_norm_block(cls, verbose=True, time_limit=None):
     """Check a batch-norm layer, built as ``cls(num_features, num_dims)``, against
     ``d2l_utils.BatchNorm``.
 

@@ -15,9 +15,11 @@ from mxnet import autograd, gluon, nd
 
 from ..layers import BatchNorm, batch_norm, param_shape
 
-__all__ = ['BlockInstance', 'Case', 'EPS', 'Failure', 'FunctionInstance', 'MODES', 'MOMENTUM',
+__all__ = ['BlockInstance', 'Case', 'EPS', 'Failure', 'FunctionInstance', 'MODES', 'MODE_PHASES',
+           'MOMENTUM',
            'RECORDING_MODES', 'SECOND_DEVICE', 'SHAPES', 'Subject', 'cases', 'check_unchanged',
-           'close', 'constructor_problem', 'describe', 'exception_cause', 'fmt', 'looks_like_function',
+           'close', 'constructor_problem', 'describe', 'exception_cause', 'fmt',
+           'looks_like_function',
            'run', 'stat_axes', 'worst']
 
 EPS, MOMENTUM = 1e-5, 0.9
@@ -245,12 +247,33 @@ class BlockInstance:
         return tuple(out)
 
 
+# mode -> what the learner's code sees: autograd.is_training() true ('training') or false
+MODE_PHASES = {'training': 'training', 'train_mode() without recording': 'training',
+               'prediction': 'prediction', 'record(train_mode=False)': 'prediction'}
+
+
 class Subject:
-    """What is checked (a function or a layer class) and its reference."""
+    """What is checked (a function or a layer class) and its reference.
+
+    ``where`` (the input and mode being run) and ``phase`` ('building', 'training',
+    'prediction') say what the learner's code was doing, for messages; ``hung`` maps a phase in
+    which the code did not finish to the property that found it (set by the runner), so later
+    runs in that phase are reported as not checked instead of waiting out the limit again.
+    """
 
     def __init__(self, target, is_block):
         self.target, self.is_block = target, is_block
-        self.where = ''   # the input and mode being run, for messages about exceptions
+        self.where = ''
+        self.phase = None
+        self.hung = {}
+
+    def enter(self, phase, where):
+        """Say what runs next; raise Failure 'not checked' if that phase hung before."""
+        self.where, self.phase = where, phase
+        if phase in self.hung:
+            raise Failure('not checked: the code did not finish in %s %s (see %s), and would '
+                          'not here either.' % (phase, 'mode' if phase != 'building' else
+                                                'the layer', self.hung[phase]))
 
     def instance(self, case, **kwargs):
         if self.is_block:
@@ -264,11 +287,14 @@ class Subject:
 
     def run(self, instance, case_or_x, mode, head=None, ctx=None):
         x = case_or_x.x if isinstance(case_or_x, Case) else case_or_x
-        self.where = 'on %s in %s mode' % (describe(x.shape), mode)
+        self.enter(MODE_PHASES[mode], 'on %s in %s mode' % (describe(x.shape), mode))
         return run(instance, x, mode, head, ctx)
 
     def fresh(self, case, **kwargs):
-        self.where = 'building the layer for %s' % describe(case.shape) if self.is_block else ''
+        if self.is_block:
+            self.enter('building', 'building the layer for %s' % describe(case.shape))
+        else:
+            self.where, self.phase = '', None
         return self.instance(case, **kwargs)
 
 

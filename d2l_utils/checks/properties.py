@@ -27,10 +27,13 @@ raises ``Failure`` when it does not hold, and whether only layers have it."""
 PROPERTIES = {}   # name -> Property, in definition order
 
 
-def check_property(meaning, block_only=False):
-    """Register the decorated function check(subject) as the property of its name."""
+def check_property(meaning, block_only=False, registry=None):
+    """Register the decorated function check(subject) as the property of its name, in
+    ``registry`` (default ``PROPERTIES``; ``backward.BACKWARD_REGISTRY`` for the backward
+    checker)."""
     def register(check):
-        PROPERTIES[check.__name__] = Property(check.__name__, meaning, check, block_only)
+        target = PROPERTIES if registry is None else registry
+        target[check.__name__] = Property(check.__name__, meaning, check, block_only)
         return check
     return register
 
@@ -271,10 +274,24 @@ def _check_update(subject, index, name, seed):
         expected = MOMENTUM * old + (1 - MOMENTUM) * batch
         if close(new, expected, rtol=1e-4, atol=1e-5):
             continue
-        extra = ()
+        x64 = case.x.astype(np.float64)
+        whole_mean = np.full(case.pshape, x64.mean())
+        whole_var = np.full(case.pshape, x64.var())
+        around_whole = ((x64 - x64.mean()) ** 2).mean(axis=stat_axes(x64.ndim), keepdims=True)
+        follows = ('the update formula is right, but the batch %s it averages is not per '
+                   'feature/channel: it is taken over the whole tensor. This row follows from the '
+                   'batch statistics (see per_feature_stats): fix those first.'
+                   % ('variance' if index else 'mean'))
+        extra = ((MOMENTUM * old + (1 - MOMENTUM) * (whole_var if index else whole_mean),
+                  follows),)
         if index:
+            extra += ((MOMENTUM * old + (1 - MOMENTUM) * around_whole,
+                       'the update formula is right, but the batch variance it averages is '
+                       'measured around the mean of the whole tensor, not each feature\'s '
+                       'mean. This row follows from the batch statistics (see '
+                       'per_feature_stats): fix those first.'),)
             m = case.x.size // case.shape[1]
-            extra = ((MOMENTUM * old + (1 - MOMENTUM) * bvar * m / (m - 1),
+            extra += ((MOMENTUM * old + (1 - MOMENTUM) * bvar * m / (m - 1),
                       'the unbiased variance (divided by m - 1); batch norm and MXNet\'s '
                       'nn.BatchNorm use the biased one, ((X - mean) ** 2).mean().'),
                      (MOMENTUM * old + (1 - MOMENTUM) * (bmean - bmean ** 2),
@@ -429,8 +446,8 @@ def _device_of(inst, name):
 def follows_device(subject):
     device = SECOND_DEVICE
     for case in cases(seed=100):
-        subject.where = ('building the layer for %s and initializing it on %s'
-                         % (describe(case.shape), device))
+        subject.enter('building', 'building the layer for %s and initializing it on %s'
+                      % (describe(case.shape), device))
         try:
             inst = subject.instance(case, ctx=device, set_stats=False)
             subject.run(inst, case, 'training', head=case.head, ctx=device)
@@ -467,7 +484,8 @@ def saved_with_parameters(subject):
         Y = subject.run(inst, x_test, 'prediction')
         with tempfile.TemporaryDirectory() as folder:
             path = os.path.join(folder, 'layer.params')
-            subject.where = 'saving and reloading the layer for %s' % describe(case.shape)
+            subject.enter('building', 'saving and reloading the layer for %s'
+                          % describe(case.shape))
             inst.block.save_parameters(path)
             reloaded = subject.instance(case, set_stats=False, set_affine=False)
             reloaded.block.load_parameters(path, ctx=mx.cpu())

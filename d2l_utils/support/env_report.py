@@ -154,33 +154,21 @@ def _gpu_lines():
     return lines
 
 
-def _local_copies(folder, name):
-    """Paths of ``name`` in ``folder``, gzip-compressed or not, that exist."""
-    paths = [os.path.join(folder, n) for n in (name, name[:-len('.gz')])]
-    return [p for p in paths if os.path.isfile(p)]
-
-
 def _data_lines():
-    """For each Fashion-MNIST file: the first folder with a verified copy, and bad copies.
+    """For each Fashion-MNIST file: the first folder with a verified copy, and unusable copies.
 
-    The folders are the ones loading searches, in its order; nothing is downloaded.
+    The same search as loading (``search_local``), so what this reports as skipped is what
+    loading skips; nothing is downloaded.
     """
     lines = [_line('searched', '; '.join('%s (%s)' % pair for pair in files.candidate_dirs()))]
     for name in files.FILES:
-        found, bad = None, []
-        for label, folder in files.candidate_dirs():
-            for path in _local_copies(folder, name):
-                try:
-                    files.read_verified(path, name)
-                except (files.CorruptFileError, OSError) as err:
-                    bad.append('%s: %s' % (label, err))
-                else:
-                    found = '%s: verified copy in %s (%s)' % (name, folder, label)
-                    break
-            if found:
-                break
-        lines.append(found or '%s: not found locally (would download on first use)' % name)
-        lines.extend('  damaged copy, skipped when loading: %s' % b for b in bad)
+        found, _, skipped = files.search_local(name)
+        lines.append('%s: verified copy in %s' % (name, found[1]) if found else
+                     '%s: not found locally (would download on first use)' % name)
+        lines.extend('  skipped when loading: %s' % line for line in skipped)
+    if 'MXNET_HOME' in os.environ and not os.environ['MXNET_HOME']:
+        lines.append("  MXNET_HOME is set but empty: treated as unset (MXNet's cache is %s)"
+                     % files.mxnet_cache_dir())
     return lines
 
 

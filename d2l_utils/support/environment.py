@@ -5,10 +5,13 @@ publishes no wheels for Python 3.12+. Without this check a learner sees a deep
 ``AttributeError: module 'numpy' has no attribute 'bool'`` traceback from inside MXNet.
 This module must not import mxnet (that import is what fails).
 """
+import os
 import sys
+import warnings
 from importlib import metadata
 
-__all__ = ['MAX_NUMPY', 'SUPPORTED_PYTHON', 'UnsupportedEnvironmentError', 'check_environment']
+__all__ = ['MAX_NUMPY', 'SUPPORTED_PYTHON', 'UnsupportedEnvironmentError', 'check_environment',
+           'import_mxnet']
 
 SUPPORTED_PYTHON = (3, 11)     # newest Python with an mxnet==1.9.1 wheel on PyPI
 MAX_NUMPY = (1, 24)            # exclusive: numpy 1.24 removed np.bool
@@ -48,7 +51,50 @@ def check_environment(python_version=None, numpy_version=None):
     if numpy_version and _version_tuple(numpy_version) >= MAX_NUMPY:
         problems.append('numpy %s is too new: mxnet 1.9.1 needs numpy<1.24 (it uses np.bool, '
                         'which numpy 1.24 removed).' % numpy_version)
+    variables = variable_problems(os.environ)
+    if variables and not problems:
+        raise UnsupportedEnvironmentError(
+            'd2l_utils cannot start with these environment variables:\n  - '
+            + '\n  - '.join(variables))
+    problems.extend(variables)
     if problems:
         raise UnsupportedEnvironmentError(
             'd2l_utils cannot run in this environment (%s):\n  - ' % sys.executable + '\n  - '.join(problems)
             + '\n' + FIX)
+
+
+def variable_problems(environ):
+    """Environment variables that would make ``import mxnet`` or ``import d2l_utils`` fail
+    with an unhelpful message; one line each, with the fix."""
+    problems = []
+    threads = environ.get('OMP_NUM_THREADS')
+    if threads is not None and not (threads.strip().isdigit() and int(threads) > 0):
+        # MXNet parses it as an integer in C++ and aborts the whole process (SIGABRT) otherwise
+        problems.append('OMP_NUM_THREADS=%r is not a positive whole number: MXNet would abort '
+                        'the process while importing. Set it to one, e.g. OMP_NUM_THREADS=2, '
+                        'or unset it.' % threads)
+    backend = environ.get('MPLBACKEND')
+    if backend:
+        try:
+            from matplotlib import rcsetup   # does not import pyplot or select the backend
+            rcsetup.validate_backend(backend)
+        except ImportError:
+            pass   # no matplotlib: the plotting helpers say so when used
+        except ValueError:
+            problems.append('MPLBACKEND=%r is not a matplotlib backend: every plot (and '
+                            'importing d2l_utils) would fail. Unset it, or use e.g. '
+                            'MPLBACKEND=Agg (no window) or module://matplotlib_inline.'
+                            'backend_inline (Jupyter).' % backend)
+    return problems
+
+
+def import_mxnet():
+    """Import mxnet with its own DeprecationWarnings (np.bool, LooseVersion) silenced.
+
+    They are mxnet 1.9.1's, not the learner's, and under ``PYTHONWARNINGS=error`` (or
+    ``-W error``) they would make the import itself fail.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', DeprecationWarning)
+        import mxnet
+    return mxnet

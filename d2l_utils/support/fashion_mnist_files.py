@@ -29,7 +29,7 @@ import numpy as np
 
 __all__ = ['ENV_VAR', 'DEBIAN_DIR', 'FILES', 'MIRRORS', 'DOWNLOAD_DEADLINE', 'DataUnavailableError',
            'CorruptFileError', 'CacheNotWritableError', 'mxnet_cache_dir', 'candidate_dirs',
-           'local_copies', 'read_verified', 'download', 'remove_stale_parts', 'fetch_file',
+           'local_copies', 'folder_problem', 'search_local', 'read_verified', 'download', 'remove_stale_parts', 'fetch_file',
            'parse_idx', 'load_arrays']
 
 ENV_VAR = 'FASHION_MNIST_DIR'
@@ -73,8 +73,12 @@ class CacheNotWritableError(OSError):
 
 
 def mxnet_cache_dir():
-    """MXNet's dataset cache: ``$MXNET_HOME/datasets/fashion-mnist`` (default ``~/.mxnet``)."""
-    home = os.environ.get('MXNET_HOME', os.path.join('~', '.mxnet'))
+    """MXNet's dataset cache: ``$MXNET_HOME/datasets/fashion-mnist`` (default ``~/.mxnet``).
+
+    An MXNET_HOME that is set but empty counts as unset: taken literally it would put the cache
+    in whatever folder Python runs in (a download would land beside the notebooks).
+    """
+    home = os.environ.get('MXNET_HOME') or os.path.join('~', '.mxnet')
     return os.path.join(os.path.expanduser(home), 'datasets', 'fashion-mnist')
 
 
@@ -102,10 +106,11 @@ def read_verified(path, name):
                      'Delete it (or point %s elsewhere) and load again.' % ENV_VAR)
 
 
-def _verified(raw, name, where, fix):
+def _verified(raw, name, where, fix, misnamed_fix=None):
     """The decompressed ``raw`` if it is the content of ``name``, else CorruptFileError.
 
-    ``where`` names the bytes in the message (a path, or a URL's download); ``fix`` ends it.
+    ``where`` names the bytes in the message (a path, or a URL's download); ``fix`` ends it;
+    ``misnamed_fix`` ends it when the bytes are another of the four files (default: rename).
     """
     expected_sha, expected_size = FILES[name]
     if raw[:2] == b'\x1f\x8b':
@@ -120,8 +125,9 @@ def _verified(raw, name, where, fix):
         if other is not None:   # an intact file under the wrong name: deleting it is wrong
             raise CorruptFileError(
                 '%s holds the Fashion-MNIST file %s, not %s: the files are misnamed (or '
-                'swapped). Give each file its own name (the content of %s is what %s expects).'
-                % (where, other, name, other, other))
+                'swapped). %s'
+                % (where, other, name, misnamed_fix or 'Give each file its own name (the content '
+                   'of %s is what %s expects).' % (other, other)))
         raise CorruptFileError(
             '%s does not hold the Fashion-MNIST file %s: expected %d bytes with SHA-256 %s..., '
             'got %d bytes with SHA-256 %s.... %s'
@@ -130,22 +136,63 @@ def _verified(raw, name, where, fix):
 
 
 def local_copies(folder, name):
-    """Paths of ``name`` in ``folder`` that exist: the ``.gz``, then the decompressed file.
+    """Paths of ``name`` in ``folder`` that are there: the ``.gz``, then the decompressed file.
 
     Both are returned when both exist, so a damaged ``.gz`` cannot hide a good decompressed
-    copy beside it.
+    copy beside it. A name that is there but cannot be read (a broken link, no permission) is
+    returned too: reading it then says why, instead of "no such file".
     """
     paths = [os.path.join(folder, candidate) for candidate in (name, name[:-len('.gz')])]
-    return [path for path in paths if os.path.isfile(path)]
+    return [path for path in paths if os.path.lexists(path)]
 
 
-def _folder_problem(folder):
-    """Why ``folder`` cannot hold the files (a phrase), or None if it is a folder."""
+def folder_problem(folder):
+    """Why ``folder`` cannot hold the files (a phrase), or None if it is a usable folder."""
     if os.path.isdir(folder):
+        if not os.access(folder, os.R_OK | os.X_OK):
+            return ('cannot be read (permissions): make it readable and searchable '
+                    '(chmod u+rx), or point to another folder')
         return None
+    if os.path.islink(folder):
+        return 'is a broken symbolic link (or a loop of links): point it at a real folder'
     if os.path.exists(folder):
         return 'is a file, not a folder: point it at the folder that holds the four files'
     return 'no such folder'
+
+
+def search_local(name, root=None):
+    """Look for a verified copy of ``name`` in the local folders, in loading order.
+
+    Returns ``(found, tried, skipped)``: ``found`` is (decompressed bytes, path) or None;
+    ``tried`` one line per folder or copy that did not serve; ``skipped`` the lines of copies
+    that are there but unusable (damaged, misnamed or unreadable), which loading warns about
+    and ``python -m d2l_utils`` reports. Nothing is downloaded.
+    """
+    tried, skipped = [], []
+    for label, folder in candidate_dirs(root):
+        problem = folder_problem(folder)
+        if problem is not None:
+            tried.append('%s (%s): %s' % (label, folder, problem))
+            if label in ('root argument', '$' + ENV_VAR) or os.path.lexists(folder):
+                # the learner chose this path, or it is there but cannot serve: say so even
+                # when a later source works
+                skipped.append('%s (%s) %s' % (label, folder, problem))
+            continue
+        paths = local_copies(folder, name)
+        if not paths:
+            tried.append('%s (%s): no %s there' % (label, folder, name))
+        for path in paths:
+            try:
+                return (read_verified(path, name), path), tried, skipped
+            except CorruptFileError as err:
+                tried.append('%s: %s' % (label, err))
+                skipped.append(str(err))
+            except OSError as err:   # unreadable: no permission, a broken link, an I/O error
+                message = ('%s cannot be read (%s). Make it readable, or delete it, and load '
+                           'again.' % (path, err.strerror or err))
+                tried.append('%s: %s' % (label, message))
+                skipped.append(message)
+    return None, tried, skipped
 
 
 def _part_prefix(name):
@@ -320,7 +367,9 @@ def download(url, dest, name, timeout=30, progress=True, deadline=DOWNLOAD_DEADL
             sys.stderr.write('\rdownloading %s: done (%.1f MB)%s\n' % (name, done / 1e6, ' ' * 10))
             line_open = False
         with open(tmp, 'rb') as f:
-            content = _verified(f.read(), name, 'the download from ' + url, 'Nothing was saved.')
+            content = _verified(f.read(), name, 'the download from ' + url, 'Nothing was saved.',
+                                'The mirror serves the wrong file under this name; nothing was '
+                                'saved. Another mirror, or the local ways below, can serve it.')
         try:
             os.chmod(tmp, 0o644)   # mkstemp makes 0600; a shared cache must be readable by all
         except OSError:            # a file system without modes (e.g. FAT): keep what it has
@@ -379,26 +428,12 @@ def fetch_file(name, root=None, mirrors=MIRRORS, cache_dir=None, timeout=30, pro
     given_cache_dir = cache_dir is not None
     cache_dir = str(cache_dir) if given_cache_dir else mxnet_cache_dir()
     remove_stale_parts(cache_dir)
-    tried = []
-    for label, folder in candidate_dirs(root):
-        problem = _folder_problem(folder)
-        if problem is not None:
-            tried.append('%s (%s): %s' % (label, folder, problem))
-            if os.path.exists(folder):
-                # the learner chose this path; a later source may serve, so say it is unusable
-                warnings.warn('%s (%s) %s; skipped it.' % (label, folder, problem), stacklevel=2)
-            continue
-        paths = local_copies(folder, name)
-        if not paths:
-            tried.append('%s (%s): no %s there' % (label, folder, name))
-        for path in paths:
-            try:
-                return read_verified(path, name), path
-            except CorruptFileError as err:
-                tried.append('%s: %s' % (label, err))
-                # reported even when a later source works: a damaged copy should not stay
-                # unnoticed
-                warnings.warn('%s; skipped it for the next source.' % err, stacklevel=2)
+    found, tried, skipped = search_local(name, root)
+    for line in skipped:
+        # reported even when a later source works: a damaged copy should not stay unnoticed
+        warnings.warn('%s; skipped it for the next source.' % line.rstrip('.'), stacklevel=2)
+    if found is not None:
+        return found
     unwritable = _unwritable(cache_dir, name) if mirrors else None
     if unwritable:
         tried.append('downloads: not tried, because they could not be saved: %s' % unwritable)
