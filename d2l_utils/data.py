@@ -16,8 +16,9 @@ from mxnet import nd
 from . import device
 from .support import fashion_mnist_files as files
 
-__all__ = ['CHANCE_LOSS', 'NUM_CLASSES', 'UNIFORM_GUESS_ACC', 'ArrayDataIter', 'TEXT_LABELS', 'epoch_order', 'fashion_mnist_arrays',
-           'get_fashion_mnist_labels', 'load_data_fashion_mnist']
+__all__ = ['CHANCE_LOSS', 'NUM_CLASSES', 'UNIFORM_GUESS_ACC', 'ArrayDataIter', 'TEXT_LABELS',
+           'epoch_order', 'fashion_mnist_arrays', 'get_fashion_mnist_labels',
+           'load_data_fashion_mnist']
 
 NUM_CLASSES = 10             # Fashion-MNIST's classes
 CHANCE_LOSS = math.log(NUM_CLASSES)   # cross-entropy of a uniform guess over the classes: ln 10

@@ -54,15 +54,17 @@ def test_every_committed_figure_renders_in_an_untrusted_notebook(path):
 
 
 def test_the_check_fails_on_an_svg_only_figure_and_passes_with_a_png():
-    svg_only = {'cells': [{'cell_type': 'code', 'outputs': [{'output_type': 'display_data', 'data': {
-        'image/svg+xml': '<svg/>', 'text/plain': '<Figure size 640x480 with 1 Axes>'}}]}]}
+    svg_only = {'cells': [{'cell_type': 'code', 'outputs': [{
+        'output_type': 'display_data',
+        'data': {'image/svg+xml': '<svg/>', 'text/plain': '<Figure size 640x480 with 1 Axes>'}}]}]}
     [(_, data)] = figure_outputs(svg_only)
     assert not any(kind in data for kind in UNTRUSTED_IMAGE_TYPES)
     data['image/png'] = 'iVBORw0KGgo='
     assert any(kind in data for kind in UNTRUSTED_IMAGE_TYPES)
     # a figure that was never rendered at all (only its repr) counts as a figure without a PNG
     [(_, bare)] = figure_outputs({'cells': [{'cell_type': 'code', 'outputs': [{
-        'output_type': 'display_data', 'data': {'text/plain': '<Figure size 840x320 with 2 Axes>'}}]}]})
+        'output_type': 'display_data',
+        'data': {'text/plain': '<Figure size 840x320 with 2 Axes>'}}]}]})
     assert not any(kind in bare for kind in UNTRUSTED_IMAGE_TYPES)
 
 

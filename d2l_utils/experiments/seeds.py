@@ -80,8 +80,8 @@ def over_seeds(run, seeds=(0, 1, 2), name=''):
         seeds = list(range(seeds))
     seeds = list(seeds)
     if len(seeds) < MIN_SEEDS or len(set(seeds)) != len(seeds):
-        raise ValueError('over_seeds needs at least %d distinct seeds to measure a spread (one pair '
-                         'can agree by luck); got %r. Pass seeds=(0, 1, 2) or seeds=3.'
+        raise ValueError('over_seeds needs at least %d distinct seeds to measure a spread (one '
+                         'pair can agree by luck); got %r. Pass seeds=(0, 1, 2) or seeds=3.'
                          % (MIN_SEEDS, seeds))
     if not callable(run):
         raise TypeError('over_seeds expects run, a function seed -> {metric: number}; got %r'
