@@ -71,14 +71,6 @@ def package_files():
     return sorted(p for p in PACKAGE.rglob('*.py') if '__pycache__' not in p.parts)
 
 
-# plot.py reads the chance levels from experiments.sweeps until its import changes to
-# d2l_utils.data (the figures work, issue 28 item 3): the three tests of that edge fail until
-# then, and pass (the marker then does nothing) once it lands
-PLOT_PENDING = pytest.mark.xfail(
-    'experiments.sweeps import' in (PACKAGE / 'plot.py').read_text(), strict=True,
-    reason='plot.py still imports experiments.sweeps')
-
-
 def test_the_top_level_holds_at_most_16_entries_the_books_helpers_and_three_folders():
     entries = top_level_entries()
     assert len(entries) <= 16, entries
@@ -87,7 +79,6 @@ def test_the_top_level_holds_at_most_16_entries_the_books_helpers_and_three_fold
         assert name in entries
 
 
-@PLOT_PENDING
 def test_the_books_helpers_import_only_each_other_and_support():
     wrong = {}
     for path in package_files():
@@ -112,7 +103,6 @@ def test_support_imports_no_checks_and_no_experiments():
     assert {k: v for k, v in wrong.items() if v} == {}
 
 
-@PLOT_PENDING
 def test_nothing_but_the_package_init_imports_the_experiments():
     wrong = {}
     for path in package_files():
@@ -130,7 +120,6 @@ def test_the_import_checker_sees_relative_imports_from_a_folder():
     assert 'd2l_utils.models' in found and 'd2l_utils.support.errors' in found
 
 
-@PLOT_PENDING
 def test_importing_the_package_loads_no_checker_and_no_experiment():
     code = ('import sys, d2l_utils\n'
             'print(" ".join(m for m in sys.modules if m.startswith("d2l_utils.")))')
