@@ -15,17 +15,18 @@ from mxnet import nd
 
 from . import device
 from .support import fashion_mnist_files as files
+from .support.validation import is_integer, require_positive_int
 
-__all__ = ['CHANCE_LOSS', 'NUM_CLASSES', 'UNIFORM_GUESS_ACC', 'ArrayDataIter', 'TEXT_LABELS',
-           'epoch_order', 'fashion_mnist_arrays', 'get_fashion_mnist_labels',
+__all__ = ['CHANCE_LOSS', 'NUM_CLASSES', 'TEXT_LABELS', 'UNIFORM_GUESS_ACC', 'ArrayDataIter',
+           'BatchCount', 'epoch_order', 'fashion_mnist_arrays', 'get_fashion_mnist_labels',
            'load_data_fashion_mnist']
-
-NUM_CLASSES = 10             # Fashion-MNIST's classes
-CHANCE_LOSS = math.log(NUM_CLASSES)   # cross-entropy of a uniform guess over the classes: ln 10
-UNIFORM_GUESS_ACC = 1 / NUM_CLASSES   # accuracy of a uniform guess over the classes
 
 TEXT_LABELS = ('t-shirt', 'trouser', 'pullover', 'dress', 'coat',
                'sandal', 'shirt', 'sneaker', 'bag', 'ankle boot')
+NUM_CLASSES = len(TEXT_LABELS)
+# What a net that learned nothing scores: the uniform guess over the classes
+CHANCE_LOSS = math.log(NUM_CLASSES)    # its cross-entropy, ln 10 = 2.303
+UNIFORM_GUESS_ACC = 1 / NUM_CLASSES    # its accuracy
 
 # (train, root, $FASHION_MNIST_DIR) -> (images, labels, sources): each split is decoded once per
 # process. Public so tests can empty it and put it back (tests/conftest.py).
@@ -63,7 +64,7 @@ def _class_index(label, position):
         value = value.asscalar()
     if isinstance(value, np.ndarray) and value.ndim == 0:
         value = value.item()
-    whole = (_is_int(value) or isinstance(value, numbers.Real) and not isinstance(
+    whole = (is_integer(value) or isinstance(value, numbers.Real) and not isinstance(
         value, (bool, np.bool_)) and float(value).is_integer())
     if not whole or not 0 <= value <= 9:
         raise ValueError('get_fashion_mnist_labels expects class indices 0-9 (whole numbers, '
@@ -82,7 +83,20 @@ def fashion_mnist_arrays(train=True, root=None, **fetch_kwargs):
     return DECODED_CACHE[key]
 
 
-class ArrayDataIter:
+class BatchCount:
+    """``num_examples`` and ``len()`` (batches per epoch, a last partial batch included) of a
+    data iterator holding labels ``y`` (N,) and a ``batch_size``; shared with
+    ``d2l_utils.pytorch.TorchDataIter``."""
+
+    @property
+    def num_examples(self):
+        return self.y.shape[0]
+
+    def __len__(self):
+        return -(-self.num_examples // self.batch_size)
+
+
+class ArrayDataIter(BatchCount):
     """Mini-batches of (X, y) from arrays held in memory.
 
     X: float32 NDArray (N, 1, 28, 28) in [0, 1]; y: float32 NDArray (N,) of class indices.
@@ -104,13 +118,6 @@ class ArrayDataIter:
         seed = None if seed is None else _check_seed(seed, 'ArrayDataIter')
         self._rng = np.random.RandomState(seed) if seed is not None else None
         self._index = nd.arange(len(y), dtype='int64', ctx=X.context)
-
-    @property
-    def num_examples(self):
-        return self.y.shape[0]
-
-    def __len__(self):
-        return -(-self.num_examples // self.batch_size)
 
     def in_order(self):
         """The same examples and batch size, unshuffled: every ``iter()`` gives the same batches.
@@ -157,15 +164,10 @@ def epoch_order(num_examples, rng=None):
     return (np.random if rng is None else rng).permutation(num_examples)
 
 
-def _is_int(value):
-    # numpy integers count (a batch size computed with numpy is still a batch size); bools don't
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
 def _check_batch_size(batch_size):
-    if not _is_int(batch_size) or batch_size < 1:
-        raise ValueError('batch_size must be a positive integer (examples per mini-batch, e.g. '
-                         '256), got %r' % (batch_size,))
+    # numpy integers count (a batch size computed with numpy is still a batch size); bools don't
+    require_positive_int(batch_size, 'batch_size', 'ArrayDataIter',
+                         'examples per mini-batch, e.g. 256')
     return int(batch_size)
 
 
@@ -173,9 +175,9 @@ def _as_size(resize):
     """None, an int or an (height, width) pair -> None or (height, width) of positive ints."""
     if resize is None:
         return None
-    pair = (resize, resize) if _is_int(resize) else resize
+    pair = (resize, resize) if is_integer(resize) else resize
     if not (isinstance(pair, (tuple, list)) and len(pair) == 2
-            and all(_is_int(v) and v >= 1 for v in pair)):
+            and all(is_integer(v) and v >= 1 for v in pair)):
         raise ValueError('resize must be a positive int or a (height, width) pair of positive '
                          'ints, e.g. 224 or (32, 32); got %r' % (resize,))
     if max(pair) > MAX_RESIZE:
@@ -198,7 +200,7 @@ def _check_batch_values(batch_size, example_shape):
 
 def _check_seed(seed, caller):
     """``seed`` as an int numpy's RandomState accepts: 0 <= seed < 2**32."""
-    if not _is_int(seed) or not 0 <= seed < 2 ** 32:
+    if not is_integer(seed) or not 0 <= seed < 2 ** 32:
         raise ValueError('%s: seed must be None or an integer from 0 to 2**32 - 1 (numpy\'s '
                          'range), e.g. seed=0; got %r' % (caller, seed))
     return int(seed)
@@ -268,7 +270,7 @@ def _to_ndarrays(images, labels, ctx):
 def _subset(n_total, size, rng, name):
     if size is None:
         return None
-    if not _is_int(size) or not 1 <= size <= n_total:
+    if not is_integer(size) or not 1 <= size <= n_total:
         raise ValueError('%s must be an integer between 1 and %d (the size of the set), got %r'
                          % (name, n_total, size))
     return np.sort(rng.choice(n_total, size, replace=False))

@@ -13,24 +13,24 @@ that differ in size by at most one example. If n < k:
   example each;
 - training refuses (ValueError): a device without a part would keep the gradient of its last
   batch, and ``Trainer.step`` refuses such a stale gradient (or, told to ignore it, adds it).
-  ``train`` checks this before the first epoch (``check_batches_fit_devices``).
+  ``train`` checks this before the first epoch (``validate_batches_fit_devices``).
 
 A layer that needs every device's part at once (a block with a ``forward_parts(Xs)`` method,
 such as ``CrossDeviceBatchNorm``) is run by ``forward_parts``, layer by layer in lockstep over
 the devices.
 """
-import numbers
 
 from mxnet import gluon
 from mxnet.gluon import nn
 
 from .device import gpu_status, no_gpu_reason
+from .support.validation import is_integer
 
-__all__ = ['check_batches_fit_devices', 'check_gpus_usable', 'check_initialized_on',
+__all__ = ['validate_batches_fit_devices', 'validate_gpus_usable', 'validate_initialized_on',
            'forward_parts', 'needs_all_parts', 'split_batch', 'split_parts']
 
 
-def check_gpus_usable(ctx_list, caller='train'):
+def validate_gpus_usable(ctx_list, caller='train'):
     """Raise ValueError, naming the GPU and why, if a GPU in ``ctx_list`` cannot run here.
 
     Asks ``device.gpu_status()`` (one test kernel per GPU, once per process) only when the list
@@ -77,14 +77,13 @@ def split_parts(X, ctx_list, caller='train', training=True):
     return gluon.utils.split_and_load(X, ctx_list, even_split=False)
 
 
-def check_batches_fit_devices(train_iter, num_devices, caller='train'):
+def validate_batches_fit_devices(train_iter, num_devices, caller='train'):
     """Raise ValueError before training if some batch of ``train_iter`` is smaller than
     ``num_devices`` (it could not be split, see ``split_batch``). An iterator that does not say
     its ``batch_size`` and ``num_examples`` is not checked here; each batch is as it comes."""
     batch_size = getattr(train_iter, 'batch_size', None)
     num_examples = getattr(train_iter, 'num_examples', None)
-    if not (isinstance(batch_size, numbers.Integral)
-            and isinstance(num_examples, numbers.Integral)):
+    if not (is_integer(batch_size) and is_integer(num_examples)):
         return
     last = num_examples % batch_size or batch_size
     smallest = min(batch_size, last, num_examples)
@@ -98,7 +97,7 @@ def check_batches_fit_devices(train_iter, num_devices, caller='train'):
                             num_devices))
 
 
-def check_initialized_on(net, ctx_list, caller='train'):
+def validate_initialized_on(net, ctx_list, caller='train'):
     """Raise ValueError, saying how to fix it, if a Parameter of ``net`` is missing on a device.
 
     Parameters not initialized yet (deferred until the first forward pass) are checked against

@@ -6,15 +6,15 @@ build has no kernels for (MXNet 1.9.1's CUDA 11.7 wheels carry machine code for 
 capability 5.0-8.6, which also runs on 8.9, and no PTX, so nothing runs on Hopper 9.0 and
 newer), and training then crashes at its first operator. Here a GPU counts only if a small
 elementwise kernel runs on it and returns the right numbers. The probe runs once per GPU per
-process; when the answer is "use the CPU" the reason is reported once, as a
-``NoUsableGPUWarning``. ``as_ctx_list`` turns a ``ctx`` argument (None, a device or a list of
-devices) into the list of devices that training and evaluation use.
+process; when the answer is "use the CPU" the reason is printed once on stderr, one line
+starting ``NoUsableGPUWarning:``. ``as_ctx_list`` turns a ``ctx`` argument (None, a device or
+a list of devices) into the list of devices that training and evaluation use.
 """
 import collections
 import os
 import shutil
 import subprocess
-import warnings
+import sys
 
 import numpy as np
 import mxnet as mx
@@ -22,9 +22,8 @@ from mxnet import nd
 
 from .support.errors import short_message
 
-__all__ = ['GpuStatus', 'NoUsableGPUWarning', 'as_ctx_list', 'build_features', 'gpu_status',
-           'no_gpu_reason', 'num_gpus', 'nvidia_smi_gpus', 'reset_gpu_cache', 'run_test_kernel',
-           'try_all_gpus', 'try_gpu']
+__all__ = ['NoUsableGPUWarning', 'as_ctx_list', 'build_features', 'gpu_status', 'no_gpu_reason',
+           'nvidia_smi_gpus', 'try_all_gpus', 'try_gpu']
 
 README_HINT = "see README 'GPUs'"
 SUPPORTED_COMPUTE_CAPABILITY = '5.0-8.9'   # 8.6 machine code runs on 8.9 (same major version)
@@ -35,22 +34,8 @@ _PROBE_EXPECTED = np.array([4.0, 6.0, 8.0], dtype=np.float32)
 
 
 class NoUsableGPUWarning(UserWarning):
-    """A requested GPU cannot be used, so the CPU (or fewer GPUs) will be used instead."""
-
-
-_default_formatwarning = warnings.formatwarning
-
-
-def _one_line_gpu_warning(message, category, filename, lineno, line=None):
-    # The fallback is advice for the learner, not a bug report: shown as one line, without the
-    # file and line of the code that warned (in Jupyter an ipykernel temporary path). Every
-    # other warning keeps Python's format.
-    if issubclass(category, NoUsableGPUWarning):
-        return '%s: %s\n' % (category.__name__, message)
-    return _default_formatwarning(message, category, filename, lineno, line)
-
-
-warnings.formatwarning = _one_line_gpu_warning
+    """A requested GPU cannot be used, so the CPU (or fewer GPUs) will be used instead: the
+    name of the one-line advice ``try_gpu`` prints on stderr (once per process)."""
 
 
 GpuStatus = collections.namedtuple('GpuStatus', ['index', 'usable', 'reason'])
@@ -207,8 +192,11 @@ def gpu_status():
 def _report_once(message):
     if message not in _reported:
         _reported.add(message)
-        # stacklevel 3: the warning points at the learner's try_gpu()/try_all_gpus() call
-        warnings.warn(message, NoUsableGPUWarning, stacklevel=3)
+        # Advice for the learner, not a bug report: one line on stderr, without the file and
+        # line of the code that asked (in Jupyter an ipykernel temporary path). Printed, not
+        # warned: formatting it as one line would mean changing warnings.formatwarning for the
+        # whole process.
+        print(f'{NoUsableGPUWarning.__name__}: {message}', file=sys.stderr)
 
 
 def _advice_for_cpu_build(reason):
@@ -256,7 +244,8 @@ def try_gpu(i=0):
     """Return ``mx.gpu(i)`` if MXNet can run a kernel on GPU i, else ``mx.cpu()``.
 
     Like the book's ``try_gpu``, but a GPU that only accepts memory copies does not count.
-    When it returns the CPU it says why, once per process (a NoUsableGPUWarning).
+    When it returns the CPU it says why, once per process (a NoUsableGPUWarning line on
+    stderr).
     """
     count, reason = _count_gpus()
     if count == 0:

@@ -11,9 +11,12 @@ import numpy as np
 from mxnet import autograd, init, nd
 from mxnet.gluon import nn
 
-__all__ = ['BatchNorm', 'BatchNormCalling', 'batch_norm', 'check_batch_norm_inputs',
-           'check_batch_norm_settings', 'check_batch_norm_shapes', 'check_num_features',
-           'moving_average', 'param_shape']
+from .support.validation import require_positive_int
+
+__all__ = ['BatchNorm', 'BatchNormCalling', 'batch_norm', 'moving_average', 'param_shape',
+           'validate_batch_norm_inputs', 'validate_batch_norm_settings',
+           'validate_batch_norm_shapes', 'validate_dtypes', 'validate_eps',
+           'validate_num_features']
 
 
 def batch_norm(X, gamma, beta, moving_mean, moving_var, eps, momentum):
@@ -25,7 +28,7 @@ def batch_norm(X, gamma, beta, moving_mean, moving_var, eps, momentum):
     returned moving statistics are updated; in prediction mode the moving statistics are used
     and returned unchanged.
     """
-    check_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var, eps, momentum)
+    validate_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var, eps, momentum)
     # autograd tells us the mode: record() means training, otherwise we are predicting
     if not autograd.is_training():
         # Prediction: use the moving averages, so an example's output does not depend on its batch
@@ -58,7 +61,7 @@ class BatchNorm(nn.Block):
     """
 
     def __init__(self, num_features, num_dims, **kwargs):
-        super(BatchNorm, self).__init__(**kwargs)
+        super().__init__(**kwargs)
         if num_dims == 2:
             shape = (1, num_features)
         elif num_dims == 4:
@@ -68,7 +71,7 @@ class BatchNorm(nn.Block):
                              '(after Conv2D: input (N, C, H, W)); got %r. For a 1-D sequence '
                              '(N, C, L), use num_dims=4 and reshape the input to (N, C, L, 1).'
                              % (num_dims,))
-        check_num_features(num_features, 'BatchNorm')
+        validate_num_features(num_features, 'BatchNorm')
         self.eps, self.momentum = 1e-5, 0.9
         # Scale and shift are learned; start as the identity (gamma 1, beta 0). Each Parameter
         # has its own init, which takes precedence over the one given to net.initialize.
@@ -143,31 +146,46 @@ def moving_average(moving, batch_value, momentum):
     return momentum * moving + (1.0 - momentum) * batch_value
 
 
-def check_batch_norm_shapes(x_shape, **param_shapes):
+def validate_batch_norm_shapes(x_shape, caller='batch_norm', layer='BatchNorm', **param_shapes):
     """Raise ValueError, saying what to change, unless X of shape ``x_shape`` is (N, D) or
     (N, C, H, W) and every named shape (gamma=..., beta=..., moving_mean=..., moving_var=...)
-    is ``param_shape(D or C, len(x_shape))``. Shapes are tuples; any framework's arrays."""
+    is ``param_shape(D or C, len(x_shape))``. Shapes are tuples; any framework's arrays.
+    caller, layer: the function and its layer, named in the message (the other normalizations
+    share these shapes)."""
     shape = tuple(x_shape)
     if len(shape) not in (2, 4):
         hint = ''
         if len(shape) == 3:
             hint = ' For a 1-D sequence (N, C, L), reshape to (N, C, L, 1).'
-        raise ValueError('batch_norm expects a 2-D (N, D) or 4-D (N, C, H, W) input; '
-                         'got shape %s.%s' % (shape, hint))
+        raise ValueError(f'{caller} expects a 2-D (N, D) or 4-D (N, C, H, W) input; '
+                         f'got shape {shape}.{hint}')
     num_features = shape[1]
     expected = param_shape(num_features, len(shape))
+    kind = 'features' if len(shape) == 2 else 'channels'
     for name, got in param_shapes.items():
         if tuple(got) != expected:
             raise ValueError(
-                'batch_norm: %s must have shape %s to match X of shape %s (%d %s); got %s. '
-                'Create gamma, beta and the moving statistics with that shape, e.g. '
-                'BatchNorm(%d, num_dims=%d).'
-                % (name, expected, shape, num_features,
-                   'features' if len(shape) == 2 else 'channels', tuple(got), num_features,
-                   len(shape)))
+                f'{caller}: {name} must have shape {expected} to match X of shape {shape} '
+                f'({num_features} {kind}); got {tuple(got)}. Create the parameters with that '
+                f'shape, e.g. {layer}({num_features}, num_dims={len(shape)}).')
 
 
-def check_batch_norm_settings(eps, momentum, caller='batch_norm'):
+def validate_dtypes(X, caller='batch_norm', **params):
+    """Raise ValueError unless X has a float dtype and every named array (gamma=..., ...) has
+    X's dtype. Reads metadata only."""
+    dtype = X.dtype
+    if not np.issubdtype(dtype, np.floating):
+        raise ValueError(f'{caller} expects a float input (float16, float32 or float64); got X '
+                         f'of dtype {np.dtype(dtype).name}. Convert it first, e.g. '
+                         "X.astype('float32').")
+    for name, param in params.items():
+        if param.dtype != dtype:
+            raise ValueError(f'{caller}: {name} has dtype {np.dtype(param.dtype).name} but X has '
+                             f'dtype {np.dtype(dtype).name}; they must match. Cast the input or '
+                             f"the net, e.g. net.cast('{np.dtype(dtype).name}').")
+
+
+def validate_batch_norm_settings(eps, momentum, caller='batch_norm'):
     """Raise ValueError (TypeError for a non-number), saying what to change, unless eps is a
     number > 0 and momentum a number in [0, 1].
 
@@ -175,39 +193,50 @@ def check_batch_norm_settings(eps, momentum, caller='batch_norm'):
     the moving averages instead of averaging, so moving_var can turn negative (NaN predictions).
     """
     for name, value in (('eps', eps), ('momentum', momentum)):
-        if not isinstance(value, numbers.Real) or isinstance(value, bool):
-            raise TypeError('%s: %s must be a number; got %r (a %s). The book uses eps=1e-5, '
-                            'momentum=0.9.' % (caller, name, value, type(value).__name__))
-    if not eps > 0:
-        raise ValueError('%s: eps must be > 0 (it keeps the division finite when a feature\'s '
-                         'variance is 0); got %r. The book uses eps=1e-5.' % (caller, eps))
+        validate_number(value, name, caller)
+    validate_eps(eps, caller)
     if not 0 <= momentum <= 1:
-        raise ValueError('%s: momentum must be in [0, 1] (the weight of the old moving average); '
-                         'got %r. The book uses momentum=0.9.' % (caller, momentum))
+        raise ValueError(f'{caller}: momentum must be in [0, 1] (the weight of the old moving '
+                         f'average); got {momentum!r}. The book uses momentum=0.9.')
 
 
-def check_num_features(num_features, caller='BatchNorm'):
+def validate_eps(eps, caller='batch_norm'):
+    """Raise TypeError or ValueError unless eps is a number > 0 (every normalization adds it to
+    a variance before the square root)."""
+    validate_number(eps, 'eps', caller)
+    if not eps > 0:
+        raise ValueError(f"{caller}: eps must be > 0 (it keeps the division finite when a "
+                         f"feature's variance is 0); got {eps!r}. The book uses eps=1e-5.")
+
+
+def validate_number(value, name, caller):
+    """Raise TypeError unless value is a real number (not a bool)."""
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        raise TypeError(f'{caller}: {name} must be a number; got {value!r} (a '
+                        f'{type(value).__name__}). The book uses eps=1e-5, momentum=0.9.')
+
+
+def validate_num_features(num_features, caller='BatchNorm'):
     """Raise ValueError unless num_features is a positive integer (a layer cannot infer it)."""
-    if (not isinstance(num_features, numbers.Integral) or isinstance(num_features, bool)
-            or num_features < 1):
-        raise ValueError('%s: num_features must be a positive integer, the number of outputs '
-                         'of the layer before (Dense units or Conv2D channels), e.g. '
-                         'BatchNorm(6, num_dims=4); got %r (a %s). For a computed number, '
-                         'use int(...).' % (caller, num_features, type(num_features).__name__))
+    require_positive_int(num_features, 'num_features', caller,
+                         'the number of outputs of the layer before (Dense units or Conv2D '
+                         'channels), e.g. BatchNorm(6, num_dims=4); for a computed number, use '
+                         'int(...)')
 
 
-def check_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var, eps=None, momentum=None):
+def validate_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var, eps=None, momentum=None):
     """Raise ValueError, saying what to change, if batch_norm cannot use these inputs.
 
     X: (N, D) or (N, C, H, W), float; gamma, beta, moving_mean, moving_var: shape (1, D) or
     (1, C, 1, 1), X's dtype. Shape and dtype checks only: they read metadata, so they cost no
-    computation and no sync (about 20 microseconds a call).
+    computation and no sync.
     eps, momentum: when given (``batch_norm`` passes them), also checks them
-    (``check_batch_norm_settings``) and, when training (inside ``autograd.record()``), that X
+    (``validate_batch_norm_settings``) and, when training (inside ``autograd.record()``), that X
     holds more than one value per feature/channel: the statistics of one value give Y = beta
     exactly and no gradient (PyTorch refuses this too). A training-mode forward that records
-    nothing (``autograd.train_mode()``, to look at what batch statistics do) is allowed. A layer whose statistics span several arrays (``CrossDeviceBatchNorm``,
-    one part per device) checks each part without them.
+    nothing (``autograd.train_mode()``, to look at what batch statistics do) is allowed. A layer
+    whose statistics span several arrays (``CrossDeviceBatchNorm``, one part per device) checks
+    each part without them.
     """
     for name, array in (('X', X), ('gamma', gamma), ('beta', beta), ('moving_mean', moving_mean),
                         ('moving_var', moving_var)):
@@ -215,23 +244,13 @@ def check_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var, eps=None, m
             raise TypeError('batch_norm expects MXNet NDArrays; got %s as a %s. Convert it with '
                             'nd.array(...) (a Gluon Parameter: param.data()).'
                             % (name, type(array).__name__))
-    shape, dtype = X.shape, X.dtype   # each NDArray attribute read is a call into MXNet
-    if len(shape) in (2, 4) and not np.issubdtype(dtype, np.floating):
-        raise ValueError('batch_norm expects a float input (float16, float32 or float64); '
-                         'got X of dtype %s. Convert it first, e.g. X.astype(\'float32\').'
-                         % np.dtype(dtype).name)
-    params = (('gamma', gamma), ('beta', beta), ('moving_mean', moving_mean),
-              ('moving_var', moving_var))
-    check_batch_norm_shapes(shape, **{name: param.shape for name, param in params})
-    for name, param in params:
-        if param.dtype != dtype:
-            raise ValueError('batch_norm: %s has dtype %s but X has dtype %s; they must match. '
-                             'Cast the input or the net, e.g. net.cast(\'%s\').'
-                             % (name, np.dtype(param.dtype).name, np.dtype(dtype).name,
-                                np.dtype(dtype).name))
+    shape = X.shape   # each NDArray attribute read is a call into MXNet
+    params = {'gamma': gamma, 'beta': beta, 'moving_mean': moving_mean, 'moving_var': moving_var}
+    validate_batch_norm_shapes(shape, **{name: param.shape for name, param in params.items()})
+    validate_dtypes(X, **params)
     if eps is None and momentum is None:
         return
-    check_batch_norm_settings(eps, momentum)
+    validate_batch_norm_settings(eps, momentum)
     if autograd.is_recording() and autograd.is_training() and int(np.prod(shape)) == shape[1]:
         raise ValueError(
             'batch_norm in training mode needs more than one value per %s to compute batch '

@@ -4,12 +4,16 @@
 and ``lenet(bn='gluon')`` are the two nets of chapter 批量归一化; other arguments build the
 variants its exercises ask about (where the BN layer goes, which layers get one).
 ``count_parameters(net)`` counts a net's learned and not learned values.
+``is_batch_norm(block)`` and ``batch_norm_layers(net)`` are the package's one idea of "a
+batch-norm layer", used by recalibration, folding, the probes and the PyTorch appendix.
 """
+from mxnet import gluon, nd
 from mxnet.gluon import nn
 
 from .layers import BatchNorm
 
-__all__ = ['ACTIVATIONS', 'BN_CHOICES', 'BN_PARTS', 'BN_POSITIONS', 'count_parameters', 'lenet']
+__all__ = ['batch_norm_layers', 'count_parameters', 'is_batch_norm', 'lenet',
+           'statistic_names']
 
 BN_CHOICES = (None, 'scratch', 'gluon')
 BN_POSITIONS = ('before_activation', 'after_activation')
@@ -105,3 +109,41 @@ def count_parameters(net):
         else:
             learned += param.data().size
     return learned, fixed
+
+
+def is_batch_norm(block):
+    """True for a batch-norm layer: ``nn.BatchNorm`` and the layers built on it (such as
+    ``SyncBatchNorm``), or any block holding the book's ``moving_mean`` and ``moving_var`` as
+    Parameters or NDArrays: ``BatchNorm``, ``FastBatchNorm``, ``CrossDeviceBatchNorm``, the
+    book's ``BookBatchNorm`` and a learner's own layer written the book's way."""
+    if isinstance(block, nn.BatchNorm):
+        return True
+    return all(isinstance(getattr(block, name, None), (gluon.Parameter, nd.NDArray))
+               for name in ('moving_mean', 'moving_var'))
+
+
+def statistic_names(layer):
+    """The attribute names of a BN layer's statistics: ``('running_mean', 'running_var')`` for
+    ``nn.BatchNorm``, ``('moving_mean', 'moving_var')`` for a layer written the book's way."""
+    if isinstance(layer, nn.BatchNorm):
+        return 'running_mean', 'running_var'
+    return 'moving_mean', 'moving_var'
+
+
+def batch_norm_layers(net):
+    """The BN layers in ``net`` (``is_batch_norm``), in the order ``net.apply`` visits them.
+
+    Returns a list of (layer, mean, variance), the statistics the layer predicts with:
+    ``nn.BatchNorm`` holds Parameters ``running_mean``, ``running_var`` of shape (C,); the
+    scratch layers hold Parameters ``moving_mean``, ``moving_var`` of shape (1, C) or
+    (1, C, 1, 1), the book's layer plain NDArrays of those shapes.
+    """
+    found = []
+
+    def visit(block):
+        if is_batch_norm(block):
+            mean, var = statistic_names(block)
+            found.append((block, getattr(block, mean), getattr(block, var)))
+
+    net.apply(visit)
+    return found

@@ -39,15 +39,17 @@ from torch import nn
 
 from . import training
 from .checks.torch_layer import check_torch_batch_norm, check_torch_batch_norm_module
-from .data import epoch_order
-from .layers import check_batch_norm_shapes, moving_average
-from .progress import Progress
-from .training import History, NonFiniteLossError
+from .data import BatchCount, epoch_order
+from .layers import moving_average, validate_batch_norm_shapes
+from .models import is_batch_norm, statistic_names
+from .nan_guard import NonFiniteLossError
+from .support.progress import Progress
+from .training import History
 
 __all__ = ['BN_CHOICES', 'BatchNorm', 'INSTALL_HINT', 'NUM_THREADS_AT_IMPORT', 'TorchDataIter',
-           'as_torch_iter', 'batch_norm', 'bn_tensors', 'check_batch_norm_inputs',
-           'check_torch_batch_norm', 'check_torch_batch_norm_module', 'default_num_threads',
-           'evaluate_accuracy', 'lenet', 'load_mxnet_parameters', 'set_seed', 'train',
+           'as_torch_iter', 'batch_norm', 'bn_tensors', 'check_torch_batch_norm',
+           'check_torch_batch_norm_module', 'default_num_threads', 'evaluate_accuracy', 'lenet',
+           'load_mxnet_parameters', 'set_seed', 'train', 'validate_batch_norm_inputs',
            'xavier_init_']
 
 BN_CHOICES = (None, 'scratch', 'torch')
@@ -76,16 +78,16 @@ def set_seed(seed):
     torch.manual_seed(seed)
 
 
-def check_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var):
+def validate_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var):
     """Raise ValueError, saying what to change, if batch_norm cannot use these inputs.
 
     X: (N, D) or (N, C, H, W), float; gamma, beta, moving_mean, moving_var: shape (1, D) or
-    (1, C, 1, 1). The shape checks and messages are d2l_utils.check_batch_norm_shapes'.
+    (1, C, 1, 1). The shape checks and messages are d2l_utils.validate_batch_norm_shapes'.
     """
     if X.dim() in (2, 4) and not X.dtype.is_floating_point:
         raise ValueError('batch_norm expects a float input (float16, float32 or float64); got X '
                          'of dtype %s. Convert it first, e.g. X.float().' % X.dtype)
-    check_batch_norm_shapes(X.shape, gamma=gamma.shape, beta=beta.shape,
+    validate_batch_norm_shapes(X.shape, gamma=gamma.shape, beta=beta.shape,
                             moving_mean=moving_mean.shape, moving_var=moving_var.shape)
 
 
@@ -101,7 +103,7 @@ def batch_norm(X, gamma, beta, moving_mean, moving_var, eps, momentum, *, traini
     Returns (Y, moving_mean, moving_var); Y has X's shape. The new moving statistics carry no
     autograd history: they are state, not something to differentiate.
     """
-    check_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var)
+    validate_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var)
     if not training:
         # Prediction: use the moving averages, so an example's output does not depend on its batch
         X_hat = (X - moving_mean) / torch.sqrt(moving_var + eps)
@@ -228,8 +230,8 @@ def load_mxnet_parameters(net, mx_net):
     Conv/Dense weights and biases, gamma, beta and the moving statistics are copied in layer
     order, reshaped between MXNet's (C,) and the scratch layers' (1, C[, 1, 1]). Returns ``net``.
     """
+    from mxnet import gluon
     from mxnet.gluon import nn as mx_nn
-    from .layers import BatchNorm as MXBatchNorm
 
     def kinds(layers):
         return [kind for kind, _ in layers]
@@ -237,35 +239,32 @@ def load_mxnet_parameters(net, mx_net):
     ours = [('affine', m) if isinstance(m, (nn.Conv2d, nn.Linear)) else ('bn', m)
             for m in net if isinstance(m, (nn.Conv2d, nn.Linear, BatchNorm, nn.BatchNorm1d,
                                            nn.BatchNorm2d))]
-    theirs = [('affine', b) if isinstance(b, (mx_nn.Conv2D, mx_nn.Dense)) else ('bn', b)
-              for b in mx_net if isinstance(b, (mx_nn.Conv2D, mx_nn.Dense, mx_nn.BatchNorm,
-                                                MXBatchNorm))]
+    theirs = [('bn', b) if is_batch_norm(b) else ('affine', b)
+              for b in mx_net if is_batch_norm(b) or isinstance(b, (mx_nn.Conv2D, mx_nn.Dense))]
     if kinds(ours) != kinds(theirs):
-        raise ValueError('load_mxnet_parameters: the two nets differ (torch layers %s, MXNet '
-                         'layers %s); build both with the same bn= argument.'
-                         % (kinds(ours), kinds(theirs)))
+        raise ValueError(f'load_mxnet_parameters: the two nets differ (torch layers '
+                         f'{kinds(ours)}, MXNet layers {kinds(theirs)}); build both with the '
+                         f'same bn= argument.')
     with torch.no_grad():
         for (kind, module), (_, block) in zip(ours, theirs):
             if kind == 'affine':
-                targets = (module.weight, module.bias)
-                sources = (block.weight, block.bias)
+                targets, names = (module.weight, module.bias), ('weight', 'bias')
             else:
                 targets = bn_tensors(module)
-                if isinstance(block, MXBatchNorm):
-                    sources = (block.gamma, block.beta, block.moving_mean, block.moving_var)
-                else:
-                    sources = (block.gamma, block.beta, block.running_mean, block.running_var)
-            for target, source in zip(targets, sources):
-                value = torch.from_numpy(source.data().asnumpy())
+                names = ('gamma', 'beta') + statistic_names(block)
+            for target, name in zip(targets, names):
+                source = getattr(block, name)
+                array = source.data() if isinstance(source, gluon.Parameter) else source
+                value = torch.from_numpy(array.asnumpy())
                 if value.numel() != target.numel():
-                    raise ValueError('load_mxnet_parameters: %s has %d values, the torch layer '
-                                     'expects %d; build both with the same bn= argument.'
-                                     % (source.name, value.numel(), target.numel()))
+                    raise ValueError(f'load_mxnet_parameters: {block.name}.{name} has '
+                                     f'{value.numel()} values, the torch layer expects '
+                                     f'{target.numel()}; build both with the same bn= argument.')
                 target.copy_(value.reshape(target.shape))
     return net
 
 
-class TorchDataIter:
+class TorchDataIter(BatchCount):
     """Mini-batches (X, y) of torch tensors from arrays held in memory, like ``ArrayDataIter``.
 
     X: float32 tensor (N, 1, 28, 28); y: int64 tensor (N,) of class indices (what
@@ -283,13 +282,6 @@ class TorchDataIter:
                             % (type(X).__name__, type(y).__name__))
         self.X, self.y = X, y.long()
         self.batch_size, self.shuffle, self._rng = int(batch_size), shuffle, rng
-
-    @property
-    def num_examples(self):
-        return self.y.shape[0]
-
-    def __len__(self):
-        return -(-self.num_examples // self.batch_size)
 
     def __iter__(self):
         n = self.num_examples
@@ -400,9 +392,6 @@ def train(net, train_iter, test_iter, lr, num_epochs, device='cpu', name='', pro
         test_acc = evaluate_accuracy(test_iter, net, device)
         row = dict(epoch=epoch, train_loss=loss_sum / n, train_acc=correct / n, test_acc=test_acc,
                    seconds=time.time() - start, examples_per_sec=n / train_seconds)
-        history.epochs.append(row)
         bar.close()
-        if verbose:
-            print('epoch %d, loss %.4f, train acc %.3f, test acc %.3f, time %.1f sec'
-                  % (epoch, row['train_loss'], row['train_acc'], test_acc, row['seconds']))
+        history.add_epoch(row, verbose)
     return history

@@ -12,39 +12,16 @@ how a layer updates its own statistics (MXNet's CPU ``nn.BatchNorm`` updates the
 and stores the biased variance; a cuDNN GPU updates them in forward and stores the unbiased
 one), so it gives the same result for every kind of BN layer on every device.
 """
-import numbers
+from contextlib import contextmanager
 
 import numpy as np
 from mxnet import autograd, gluon, nd
-from mxnet.gluon import nn
 
 from .data_parallel import split_parts
+from .models import batch_norm_layers, statistic_names
+from .support.validation import require_positive_int
 
-__all__ = ['PopulationStatistics', 'batch_norm_layers', 'net_devices', 'recalibrate_batch_norm',
-           'store_statistic']
-
-
-def batch_norm_layers(net):
-    """The BN layers in ``net``, in the order ``net.apply`` visits them.
-
-    Returns a list of (layer, mean, variance), the statistics the layer predicts with:
-    ``nn.BatchNorm`` (and layers built on it, such as ``SyncBatchNorm``) holds ``running_mean``,
-    ``running_var`` of shape (C,); the scratch ``BatchNorm``, its subclasses (``FastBatchNorm``,
-    ``CrossDeviceBatchNorm``) and any other block with the book's ``moving_mean`` and
-    ``moving_var`` (a learner's own layer) hold them as Parameters of shape (1, C) or
-    (1, C, 1, 1), or, as the book's layer does, as plain NDArray attributes.
-    """
-    found = []
-
-    def visit(block):
-        if isinstance(block, nn.BatchNorm):
-            found.append((block, block.running_mean, block.running_var))
-        elif all(isinstance(getattr(block, name, None), (gluon.Parameter, nd.NDArray))
-                 for name in ('moving_mean', 'moving_var')):
-            found.append((block, block.moving_mean, block.moving_var))
-
-    net.apply(visit)
-    return found
+__all__ = ['recalibrate_batch_norm', 'restoring_state']
 
 
 def store_statistic(layer, name, value):
@@ -114,8 +91,8 @@ def recalibrate_batch_norm(net, batches, num_batches=100, ctx=None):
 
     net: an initialized net containing ``BatchNorm``, ``FastBatchNorm``,
         ``CrossDeviceBatchNorm`` or ``nn.BatchNorm`` layers, or any layer with the book's
-        ``moving_mean``/``moving_var`` (see ``batch_norm_layers``); not inside a hybridized
-        block: a hybridized graph hides its layers' inputs.
+        ``moving_mean``/``moving_var`` (see ``d2l_utils.models.is_batch_norm``); not inside a
+        hybridized block: a hybridized graph hides its layers' inputs.
     batches: any iterable of (X, y) training batches, e.g. a data iterator or a list; X
         (batch, ...) as the net takes it. Only X is used. The first ``num_batches`` are used.
     num_batches: how many batches to measure (a positive integer; 100 batches of 256 are
@@ -130,20 +107,18 @@ def recalibrate_batch_norm(net, batches, num_batches=100, ctx=None):
     over all examples (and positions) seen, accumulated in float64. They are written into every
     device's copy, shaped as the layer stores them. Returns the number of batches used.
     """
-    if not (isinstance(num_batches, numbers.Integral) and not isinstance(num_batches, bool)):
-        raise TypeError('recalibrate_batch_norm: num_batches must be a positive integer '
-                        '(how many training batches to measure, e.g. 100); got %r.'
-                        % (num_batches,))
-    if num_batches < 1:
-        raise ValueError('recalibrate_batch_norm: num_batches must be at least 1 (how many '
-                         'training batches to measure, e.g. 100); got %d.' % num_batches)
+    require_positive_int(num_batches, 'num_batches', 'recalibrate_batch_norm',
+                         'how many training batches to measure, e.g. 100')
     layers = batch_norm_layers(net)
     if not layers:
         raise ValueError('recalibrate_batch_norm: %s (a %s) contains no batch normalization '
                          'layer (BatchNorm, FastBatchNorm, CrossDeviceBatchNorm or '
                          'nn.BatchNorm), so there are no statistics to recalibrate.'
                          % (net.name, type(net).__name__))
-    devices = net_devices(net) if ctx is None else list(ctx) if isinstance(ctx, (list, tuple)) else [ctx]
+    if ctx is None:
+        devices = net_devices(net)
+    else:
+        devices = list(ctx) if isinstance(ctx, (list, tuple)) else [ctx]
     stats, handles = {}, []
 
     def watch(layer, inputs):
@@ -181,8 +156,7 @@ def recalibrate_batch_norm(net, batches, num_batches=100, ctx=None):
         if layer not in stats:
             raise ValueError('recalibrate_batch_norm: layer %s never ran in a forward pass of '
                              'the net, so its statistics cannot be measured.' % layer.name)
-        names = (('running_mean', 'running_var') if isinstance(layer, nn.BatchNorm)
-                 else ('moving_mean', 'moving_var'))
+        names = statistic_names(layer)
         measured = stats[layer]
         for name, stored, value in zip(names, (mean, var), (measured.mean, measured.var)):
             if value.size != int(np.prod(stored.shape)):
@@ -193,3 +167,34 @@ def recalibrate_batch_norm(net, batches, num_batches=100, ctx=None):
             store_statistic(layer, name, value)
     return used
 
+
+@contextmanager
+def restoring_state(net):
+    """Inside the ``with`` block anything goes; on exit every Parameter of ``net`` that is not
+    learned (grad_req 'null': BN moving/running statistics) gets back its value from the entry.
+
+    A training-mode forward of the scratch ``BatchNorm`` (or a backward of ``nn.BatchNorm``)
+    updates those statistics; measurements wrapped in this block leave the net as they found
+    it. The learned Parameters' gradient buffers are not restored (the next backward overwrites
+    them anyway). A Parameter whose initialization is still deferred on entry (the net has not
+    seen a batch yet) gets its initial value back (its own init, e.g. ones for moving_var).
+    """
+    saved, deferred = [], []
+    for param in net.collect_params().values():
+        if param.grad_req != 'null':
+            continue
+        try:
+            saved.append((param, [d.copy() for d in param.list_data()]))
+        except gluon.parameter.DeferredInitializationError:
+            deferred.append(param)
+    try:
+        yield net
+    finally:
+        for param, copies in saved:
+            for data, copy in zip(param.list_data(), copies):
+                data[:] = copy
+        for param in deferred:
+            try:
+                param.initialize(ctx=param.list_ctx(), force_reinit=True)
+            except gluon.parameter.DeferredInitializationError:
+                pass   # still deferred: nothing ran inside the block, nothing to restore

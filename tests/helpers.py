@@ -8,7 +8,8 @@ import numpy as np
 from mxnet import autograd, gluon, init, nd
 from mxnet.gluon import nn
 
-from d2l_utils import batch_norm_layers, lenet, param_shape, set_seed
+from d2l_utils import batch_norm_layers, lenet, set_seed
+from d2l_utils.layers import param_shape
 
 EPS, MOMENTUM = 1e-5, 0.9
 # float32 agreement with MXNet's fused operator: measured max abs difference ~1e-6 on these sizes

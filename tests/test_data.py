@@ -211,7 +211,7 @@ def test_no_shuffle_serves_the_training_subset_in_file_order(fashion_mnist_dir):
 
 @pytest.mark.parametrize('kwargs, message', [
     (dict(batch_size=0), 'batch_size must be a positive integer (examples per mini-batch, e.g. '
-                         '256), got 0'),
+                         '256); got 0'),
     (dict(batch_size=-5), 'got -5'),
     (dict(batch_size=2.5), 'got 2.5'),
     (dict(batch_size=True), 'got True'),

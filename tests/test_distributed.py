@@ -155,7 +155,7 @@ def test_a_port_in_use_is_a_clear_error():
 def test_bad_arguments_are_clear_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match='is not a file'):
         launch_local(str(tmp_path / 'missing.py'))
-    with pytest.raises(ValueError, match='num_workers must be an integer >= 1'):
+    with pytest.raises(ValueError, match=r'num_workers must be a positive integer.*got 0'):
         launch_local(WORKER, num_workers=0)
     with pytest.raises(TypeError, match='must be strings'):
         launch_local(WORKER, '--max-steps', 3)

@@ -129,7 +129,7 @@ def submit(course, student, assignment, replace):
 
 def pasted_function(fn, name='batch_norm'):
     """A function mistake as a learner would hand it in: its source pasted, not imported."""
-    return ('from d2l_utils.layers import check_batch_norm_inputs\n\n\n%s\n\n%s = %s\n'
+    return ('from d2l_utils.layers import validate_batch_norm_inputs\n\n\n%s\n\n%s = %s\n'
             % (inspect.getsource(fn), name, fn.__name__))
 
 

@@ -195,10 +195,10 @@ def test_lenet_trains_like_the_scratch_lenet_on_real_fashion_mnist(fashion_mnist
     for X, y in train_iter:   # 4 batches of 256
         for net, trainer, history in zip(nets, trainers, losses):
             with autograd.record():
-                l = loss(net(X), y)
-            l.backward()
+                value = loss(net(X), y)
+            value.backward()
             trainer.step(X.shape[0])
-            history.append(l.mean().asscalar())
+            history.append(value.mean().asscalar())
     assert len(losses[0]) == 4 and losses[0][-1] < losses[0][0]   # it learns
     np.testing.assert_allclose(losses[0], losses[1], rtol=1e-4)
     X, _ = next(iter(train_iter))

@@ -6,9 +6,10 @@ from mxnet.gluon import nn
 
 from d2l_utils import FastBatchNorm, lenet, load_data_fashion_mnist, set_seed
 from d2l_utils import relative_error
-from d2l_utils.experiments.folding import ChannelShift, fold_batch_norm, is_batch_norm
+from d2l_utils.experiments.folding import ChannelShift, fold_batch_norm
+from d2l_utils.models import is_batch_norm
 from d2l_utils.layers import BatchNorm
-from d2l_utils.recalibration import batch_norm_layers
+from d2l_utils import batch_norm_layers
 
 BN_KINDS = {'scratch': 'scratch', 'FastBatchNorm': FastBatchNorm, 'nn.BatchNorm': 'gluon'}
 

@@ -1,13 +1,12 @@
-"""d2l_utils.checks.grading: scores, graded checks and their messages; backward checker; recalibration."""
+"""d2l_utils.checks.grading: scores, graded checks and their messages; the backward checker;
+recalibration."""
 import threading
 import time
 
-import numpy as np
 import pytest
 from mxnet import autograd, gluon, init, nd
 
-from d2l_utils import (BatchNorm, batch_norm, check_batch_norm, lenet,
-                       recalibrate_batch_norm)
+from d2l_utils import (BatchNorm, batch_norm, check_batch_norm, lenet)
 from d2l_utils.checks import grading
 from d2l_utils.checks import mistakes as bn_mistakes
 from d2l_utils.checks.grading import (GradingFailure, NotImplementedYet, check_batch_norm_backward,
@@ -264,7 +263,7 @@ def test_the_packages_own_function_or_layer_scores_zero_and_says_why():
         as_learner_code(batch_norm), 'output_shape')
     import inspect
     namespace = {'__name__': '__main__'}   # pasted into a cell, local names changed
-    exec('from d2l_utils.layers import check_batch_norm_inputs\nfrom mxnet import autograd, nd\n'
+    exec('from d2l_utils.layers import validate_batch_norm_inputs\nfrom mxnet import autograd, nd\n'
          + inspect.getsource(batch_norm).replace('X_centered', 'centered'), namespace)
     assert 'is a copy of d2l_utils.layers.batch_norm' in integrity_failure(
         namespace['batch_norm'], 'output_shape')

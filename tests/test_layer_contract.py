@@ -10,8 +10,9 @@ import mxnet as mx
 from mxnet import autograd, init, nd
 from mxnet.gluon import nn
 
-from d2l_utils import (BatchNorm, BatchNormCalling, CrossDeviceBatchNorm, FastBatchNorm,
-                       batch_norm, fast_batch_norm, numerical_gradient, relative_error)
+from d2l_utils import (BatchNorm, CrossDeviceBatchNorm, FastBatchNorm, batch_norm, fast_batch_norm,
+                       numerical_gradient, relative_error)
+from d2l_utils.layers import BatchNormCalling
 from helpers import (ATOL, EPS, MOMENTUM, RTOL, SHAPES, flat, moving_stats, random_input,
                      random_params, tiny_net, train_a_little, train_step)
 
@@ -104,7 +105,8 @@ def test_parameters_are_batchnorms_names_shapes_inits_and_grad_req(cls):
     for num_features, num_dims in ((6, 4), (120, 2)):
         layer, scratch = cls(num_features, num_dims), BatchNorm(num_features, num_dims)
         ours, theirs = layer.collect_params(), scratch.collect_params()
-        strip = lambda params, block: [name[len(block.prefix):] for name in params.keys()]
+        def strip(params, block):
+            return [name[len(block.prefix):] for name in params.keys()]
         assert strip(ours, layer) == strip(theirs, scratch) == [
             'gamma', 'beta', 'moving_mean', 'moving_var']
         for a, b in zip(ours.values(), theirs.values()):

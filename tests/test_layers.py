@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from mxnet import autograd, nd
 
-from d2l_utils import (BatchNorm, BookBatchNorm, FastBatchNorm, batch_norm, book_batch_norm, moving_average,
-                       param_shape)
+from d2l_utils import (BatchNorm, BookBatchNorm, FastBatchNorm, batch_norm, book_batch_norm,
+                       moving_average)
+from d2l_utils.layers import param_shape
 from helpers import (ATOL, EPS, MOMENTUM, RTOL, SHAPES, mxnet_op, random_input, random_params,
                      tiny_net, train_a_little)
 

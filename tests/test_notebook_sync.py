@@ -155,12 +155,12 @@ def test_check_reports_an_unmarked_copy_of_an_exported_name(tmp_path):
 def test_check_reports_a_marked_cell_that_uses_a_name_its_notebook_never_imports(tmp_path):
     cell = ('# Saved in d2l_utils/layers.py\n'
             'def moving_average(moving, batch_value, momentum):\n'
-            '    check_batch_norm_inputs(moving)\n'
+            '    validate_batch_norm_inputs(moving)\n'
             '    return momentum * moving + (1.0 - momentum) * batch_value\n')
     without = write_notebook(tmp_path / 'a.ipynb', 'import numpy as np', cell)
     with_it = write_notebook(tmp_path / 'b.ipynb',
-                             'from d2l_utils import check_batch_norm_inputs', cell)
-    assert notebook_sync.unresolved_names(without) == [(1, ['check_batch_norm_inputs'])]
+                             'from d2l_utils import validate_batch_norm_inputs', cell)
+    assert notebook_sync.unresolved_names(without) == [(1, ['validate_batch_norm_inputs'])]
     assert notebook_sync.unresolved_names(with_it) == []
 
 

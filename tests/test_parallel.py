@@ -8,9 +8,11 @@ import mxnet as mx
 from mxnet import autograd, gluon, init, nd
 from mxnet.gluon import nn
 
-from d2l_utils import (BatchNorm, CrossDeviceBatchNorm, as_ctx_list, device_copy_spread,
-                       forward_parts, lenet, load_data_fashion_mnist, needs_all_parts,
-                       running_stats_by_device, set_seed, split_batch, train)
+from d2l_utils import (BatchNorm, CrossDeviceBatchNorm, device_copy_spread, lenet,
+                       load_data_fashion_mnist, running_stats_by_device, set_seed, split_batch,
+                       train)
+from d2l_utils.data_parallel import forward_parts, needs_all_parts
+from d2l_utils.device import as_ctx_list
 from helpers import halves_that_differ
 
 TWO = [mx.cpu(0), mx.cpu(1)]
@@ -181,7 +183,7 @@ def test_forward_parts_runs_nested_sequentials_layer_by_layer():
 def test_forward_parts_explains_that_synchronized_layers_need_a_sequential():
     class Custom(nn.Block):
         def __init__(self, **kwargs):
-            super(Custom, self).__init__(**kwargs)
+            super().__init__(**kwargs)
             self.bn = CrossDeviceBatchNorm(3, num_dims=2)
 
         def forward(self, X):

@@ -1,11 +1,13 @@
-"""The measuring tools of d2l_utils.experiments.probes on real Fashion-MNIST batches and real LeNets, against
-numpy oracles (sigmoid, softmax cross-entropy's gradient, brute-force batch statistics)."""
+"""The measuring tools of d2l_utils.experiments.probes on real Fashion-MNIST batches and real
+LeNets, against numpy oracles (sigmoid, softmax cross-entropy's gradient, brute-force batch
+statistics)."""
 import numpy as np
 import pytest
 from mxnet.gluon import nn
 
 from d2l_utils import (BatchNorm, batch_statistics_spread, load_data_fashion_mnist, record_layers,
-                       saturated_fraction, weight_gradient_norms)
+                       weight_gradient_norms)
+from d2l_utils.experiments.probes import saturated_fraction
 from helpers import fresh_lenet, moving_statistics
 
 LENET_ACTIVATION_SHAPES = [(64, 6, 24, 24), (64, 16, 8, 8), (64, 120), (64, 84)]
@@ -117,9 +119,10 @@ def test_batch_statistics_spread_equals_brute_force_batches_of_real_images(batch
             variances.append(chosen.var())
         means, variances = np.array(means), np.array(variances)
         assert row['batch_size'] == b
-        assert row['mean_error'] == pytest.approx(np.sqrt(np.mean((means - mu) ** 2 / (var + 1e-5))))
+        scaled = var + 1e-5
+        assert row['mean_error'] == pytest.approx(np.sqrt(np.mean((means - mu) ** 2 / scaled)))
         assert row['var_ratio'] == pytest.approx(np.mean(variances / (var + 1e-5)))
-        assert row['var_error'] == pytest.approx(np.sqrt(np.mean((variances / (var + 1e-5) - 1) ** 2)))
+        assert row['var_error'] == pytest.approx(np.sqrt(np.mean((variances / scaled - 1) ** 2)))
 
 
 def test_batch_statistics_spread_of_independent_features_follows_the_textbook():

@@ -111,7 +111,8 @@ def run_torch(layer, gamma, beta, batches, heads):
         (Y * torch.from_numpy(head)).sum().backward()
         results.append((Y.detach().numpy(), x.grad.numpy(), weight.grad.numpy().reshape(-1),
                         bias.grad.numpy().reshape(-1)))
-    return results, [running_mean.numpy().reshape(-1).copy(), running_var.numpy().reshape(-1).copy()]
+    return results, [running_mean.numpy().reshape(-1).copy(),
+                     running_var.numpy().reshape(-1).copy()]
 
 
 def run_all(batches, heads, gamma, beta):

@@ -12,9 +12,9 @@ from mxnet.gluon import nn   # noqa: E402
 
 from mxnet import init   # noqa: E402
 
-from d2l_utils import (History, Result, Runner, count_parameters, fit,  # noqa: E402
-                       lenet, load_data_fashion_mnist, lr_range, plot_lr_sweep, set_seed,
-                       sweep_table)
+from d2l_utils import (History, Runner, count_parameters, fit, lenet, load_data_fashion_mnist,
+                       lr_range, plot_lr_sweep, set_seed)
+from d2l_utils.experiments.sweeps import Result, sweep_table
 from d2l_utils.experiments.sweeps import CHANCE_ACC, UNIFORM_GUESS_ACC   # noqa: E402
 
 
@@ -26,7 +26,8 @@ def close_figures():
 
 @pytest.fixture
 def load_small(fashion_mnist_dir):
-    """Fresh (train_iter, test_iter) on 512 real training and 256 test images, same order each call."""
+    """Fresh (train_iter, test_iter) on 512 real training and 256 test images, the same order
+    each call."""
     def load():
         return load_data_fashion_mnist(64, train_subset=512, test_subset=256, seed=0)
     return load

@@ -9,9 +9,9 @@ from mxnet import autograd, gluon, init, nd
 from mxnet.gluon import nn
 
 from d2l_utils import (ArrayDataIter, History, NonFiniteLossError, NonFiniteParameterError,
-                       evaluate_accuracy,
-                       first_nonfinite_layer, lenet, load_data_fashion_mnist, restoring_state,
-                       set_seed, train, train_ch5)
+                       evaluate_accuracy, lenet, load_data_fashion_mnist, restoring_state, set_seed,
+                       train, train_ch5)
+from d2l_utils.nan_guard import first_nonfinite_layer
 from helpers import fresh_lenet, moving_statistics
 
 # Chance on Fashion-MNIST is 0.10. Two epochs of LeNet+BN (lr 1.0) on 20,000 examples ended at
@@ -126,7 +126,8 @@ def test_train_ch5_prints_the_books_lines(small_data, capsys):
                         progress=False)
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0] == 'training on cpu(0)'
-    pattern = r'epoch %d, loss \d+\.\d{4}, train acc \d\.\d{3}, test acc \d\.\d{3}, time \d+\.\d sec'
+    pattern = (r'epoch %d, loss \d+\.\d{4}, train acc \d\.\d{3}, test acc \d\.\d{3}, '
+               r'time \d+\.\d sec')
     assert re.fullmatch(pattern % 1, lines[1]) and re.fullmatch(pattern % 2, lines[2]), lines
     assert '%.3f' % history.last['test_acc'] in lines[2]
 
@@ -174,7 +175,8 @@ def fit_on(ctx, net_fn, data, lr=0.1, epochs=1, seed=0, **kwargs):
 
 def test_a_list_of_one_device_trains_exactly_like_the_device(small_data):
     _, single = fit(lambda: lenet(bn='gluon'), small_data, lr=0.5, epochs=1)
-    _, listed = fit_on([mx.cpu()], lambda: lenet(bn='gluon'), small_data, lr=0.5)   # LeNet+BN, as `fit`
+    # LeNet+BN, as `fit`
+    _, listed = fit_on([mx.cpu()], lambda: lenet(bn='gluon'), small_data, lr=0.5)
     for key in ('train_loss', 'train_acc', 'test_acc'):
         assert single.column(key) == listed.column(key)
 

@@ -1,6 +1,6 @@
 """Execute notebooks top to bottom in a fresh kernel, in full or quick mode.
 
-    python tools/run_notebooks.py                 # full run of every notebook, outputs saved in place
+    python tools/run_notebooks.py                 # full run of every notebook, saved in place
     python tools/run_notebooks.py --quick -o DIR  # quick run (what the tests do), copies in DIR
     python tools/run_notebooks.py notebooks/1_batch_norm_scratch.ipynb   # just one
     python tools/run_notebooks.py --timeout 300 ...   # per-cell limit in seconds (default 900)
@@ -373,7 +373,8 @@ def main(argv=None):
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, on_sigint)
     cores = os.cpu_count() or 1
-    print('%-45s %9s   load average (1 min, %d cores) before -> after' % ('notebook', 'time', cores),
+    print('%-45s %9s   load average (1 min, %d cores) before -> after'
+          % ('notebook', 'time', cores),
           flush=True)
     total = 0.0
     for path in paths:

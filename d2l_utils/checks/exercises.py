@@ -18,6 +18,7 @@ import numpy as np
 from mxnet import gluon
 from mxnet.gluon import nn
 
+from ..models import is_batch_norm
 from .grading import GradingFailure, NotImplementedYet, expect, require_names
 
 __all__ = ['EXERCISE_VARIABLES', 'FULL_BUDGET_UPDATES', 'LN10', 'budget_updates',
@@ -115,7 +116,7 @@ def placement_of(net):
     """'before' if each BN follows a Conv2D/Dense directly, 'after' if it follows an activation."""
     layers = list(net) if isinstance(net, nn.Sequential) else []
     before = [type(layers[i - 1]).__name__ for i, layer in enumerate(layers)
-              if isinstance(layer, nn.BatchNorm) and i > 0]
+              if is_batch_norm(layer) and i > 0]
     if before and all(name in ('Conv2D', 'Dense') for name in before):
         return 'before'
     if before and all(name == 'Activation' for name in before):

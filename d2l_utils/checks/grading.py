@@ -37,8 +37,9 @@ from .runner import (call_with_time_limit, default_time_limit, did_not_finish, e
 from ..data import load_data_fashion_mnist
 from ..models import lenet
 from ..recalibration import recalibrate_batch_norm
+from ..nan_guard import NonFiniteLossError
 from ..support.errors import short_message
-from ..training import NonFiniteLossError, evaluate_accuracy, set_seed, train
+from ..training import evaluate_accuracy, set_seed, train
 from .harness import exception_cause
 
 __all__ = ['GradingFailure', 'NotImplementedYet', 'Score', 'property_results', 'score',

@@ -55,7 +55,7 @@ def package_answers(modules=ANSWER_MODULES):
             if isinstance(obj, type) and issubclass(obj, gluon.Block):
                 layers.append(obj)
             elif (inspect.isfunction(obj) and looks_like_function(obj)
-                  and attr != 'check_batch_norm_inputs'):
+                  and attr != 'validate_batch_norm_inputs'):
                 functions.append(obj)
             elif isinstance(obj, type) and issubclass(obj, autograd.Function):
                 layers.append(obj)

@@ -20,7 +20,8 @@ import mxnet as mx
 from mxnet import autograd, nd
 
 from ..book import BookBatchNorm, book_batch_norm
-from ..layers import BatchNorm, BatchNormCalling, batch_norm, check_batch_norm_inputs, param_shape
+from ..layers import (BatchNorm, BatchNormCalling, batch_norm, param_shape,
+                      validate_batch_norm_inputs)
 
 __all__ = ['MISTAKES', 'Mistake', 'FixedDeviceBatchNorm', 'MeanFromItselfBatchNorm',
            'NegativeVarianceBatchNorm', 'RecordingModeBatchNorm', 'TrainingFlagBatchNorm',
@@ -38,7 +39,7 @@ def batch_norm_negative_variance(X, gamma, beta, moving_mean, moving_var, eps, m
     negative whenever the mean is outside [0, 1]: ``nd.sqrt`` of it is NaN, so the output and the
     loss become NaN on the first batch; for means inside [0, 1] it is silently the wrong scale.
     """
-    check_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var, eps, momentum)
+    validate_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var, eps, momentum)
     # autograd tells us the mode: record() means training, otherwise we are predicting
     if not autograd.is_training():
         # Prediction: use the moving averages, so an example's output does not depend on its batch
@@ -67,7 +68,7 @@ def batch_norm_mean_from_itself(X, gamma, beta, moving_mean, moving_var, eps, mo
     looks normal (training mode uses the batch mean); prediction subtracts 0 instead of each
     feature's mean, so test accuracy is far below training accuracy.
     """
-    check_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var, eps, momentum)
+    validate_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var, eps, momentum)
     # autograd tells us the mode: record() means training, otherwise we are predicting
     if not autograd.is_training():
         # Prediction: use the moving averages, so an example's output does not depend on its batch
@@ -97,7 +98,7 @@ def batch_norm_var_plus(X, gamma, beta, moving_mean, moving_var, eps, momentum):
     step), so prediction divides by an ever larger number and its outputs shrink toward beta;
     test accuracy falls toward chance while training accuracy looks fine.
     """
-    check_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var, eps, momentum)
+    validate_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var, eps, momentum)
     # autograd tells us the mode: record() means training, otherwise we are predicting
     if not autograd.is_training():
         # Prediction: use the moving averages, so an example's output does not depend on its batch
@@ -128,7 +129,7 @@ def batch_norm_mode_from_recording(X, gamma, beta, moving_mean, moving_var, eps,
     normalizes with the batch's statistics; inside ``autograd.train_mode()`` without recording
     it predicts with the moving statistics and does not update them.
     """
-    check_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var, eps, momentum)
+    validate_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var, eps, momentum)
     # autograd tells us the mode: record() means training, otherwise we are predicting
     if not autograd.is_recording():   # BUG: autograd.is_training()
         # Prediction: use the moving averages, so an example's output does not depend on its batch
@@ -205,7 +206,7 @@ class FixedDeviceBatchNorm(BookBatchNorm):
     """
 
     def __init__(self, num_features, num_dims, ctx=mx.gpu(), **kwargs):
-        super(FixedDeviceBatchNorm, self).__init__(num_features, num_dims, **kwargs)
+        super().__init__(num_features, num_dims, **kwargs)
         shape = param_shape(num_features, num_dims)
         self.moving_mean = nd.zeros(shape, ctx=ctx)   # BUG: a fixed device
         self.moving_var = nd.zeros(shape, ctx=ctx)
@@ -227,7 +228,7 @@ class TrainingFlagBatchNorm(BatchNorm):
     """
 
     def __init__(self, num_features, num_dims, **kwargs):
-        super(TrainingFlagBatchNorm, self).__init__(num_features, num_dims, **kwargs)
+        super().__init__(num_features, num_dims, **kwargs)
         self.training = True   # BUG: Gluon never switches this off
 
     def forward(self, X):

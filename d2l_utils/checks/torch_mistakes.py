@@ -13,7 +13,7 @@ from collections import namedtuple
 import torch
 from torch import nn
 
-from ..pytorch import BatchNorm, batch_norm, check_batch_norm_inputs, moving_average
+from ..pytorch import BatchNorm, batch_norm, validate_batch_norm_inputs, moving_average
 
 __all__ = ['TORCH_MISTAKES', 'BookTorchBatchNorm', 'CallingBatchNorm', 'GradModeBatchNorm',
            'NonPersistentBatchNorm', 'PlainAttributeBatchNorm', 'TorchMistake',
@@ -79,7 +79,7 @@ def batch_norm_unbiased_var(X, gamma, beta, moving_mean, moving_var, eps, moment
     Normalizing with it makes each feature's std sqrt((m - 1) / m) instead of 1 (0.94 for a batch
     of 8); the running variance is m / (m - 1) too large.
     """
-    check_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var)
+    validate_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var)
     if not training:
         X_hat = (X - moving_mean) / torch.sqrt(moving_var + eps)
     else:
@@ -102,7 +102,7 @@ def batch_norm_swapped_momentum(X, gamma, beta, moving_mean, moving_var, eps, mo
     ``(1 - momentum) * old + momentum * batch`` is what PyTorch's own layer computes, with its
     momentum 0.1; given the book's 0.9 the running statistics follow the last batch almost alone.
     """
-    check_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var)
+    validate_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var)
     if not training:
         X_hat = (X - moving_mean) / torch.sqrt(moving_var + eps)
     else:
@@ -124,7 +124,7 @@ def batch_norm_per_position(X, gamma, beta, moving_mean, moving_var, eps, moment
     Right for (N, D); for (N, C, H, W) every position gets its own mean and variance, which no
     longer fit the (1, C, 1, 1) running statistics (the update fails to broadcast).
     """
-    check_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var)
+    validate_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var)
     if not training:
         X_hat = (X - moving_mean) / torch.sqrt(moving_var + eps)
     else:
@@ -147,7 +147,7 @@ def batch_norm_detached_mean(X, gamma, beta, moving_mean, moving_var, eps, momen
     The output is right; dX is not: the gradient through the mean is lost, so dX no longer sums
     to zero over the batch.
     """
-    check_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var)
+    validate_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var)
     if not training:
         X_hat = (X - moving_mean) / torch.sqrt(moving_var + eps)
     else:
@@ -170,7 +170,7 @@ def batch_norm_keeps_history(X, gamma, beta, moving_mean, moving_var, eps, momen
     They become part of every step's graph: each step's statistics hold the previous ones, so
     memory grows with every step, and a backward pass through a prediction fails.
     """
-    check_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var)
+    validate_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var)
     if not training:
         X_hat = (X - moving_mean) / torch.sqrt(moving_var + eps)
     else:
@@ -191,7 +191,7 @@ def batch_norm_updates_in_prediction(X, gamma, beta, moving_mean, moving_var, ep
 
     Every evaluation pulls the running statistics toward the test batch.
     """
-    check_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var)
+    validate_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var)
     dims = (0,) if X.dim() == 2 else (0, 2, 3)
     mean = X.mean(dim=dims, keepdim=True)
     var = ((X - mean) * (X - mean)).mean(dim=dims, keepdim=True)

@@ -17,7 +17,7 @@ shows it).
 from mxnet import autograd, nd
 
 from .fast_batch_norm import ChannelView
-from ..layers import BatchNorm, batch_norm, check_batch_norm_inputs, moving_average
+from ..layers import BatchNorm, batch_norm, validate_batch_norm_inputs, moving_average
 
 __all__ = ['CrossDeviceBatchNorm', 'CrossDeviceBatchNormFunction']
 
@@ -40,7 +40,7 @@ class CrossDeviceBatchNormFunction(autograd.Function):
     """
 
     def __init__(self, eps, num_parts):
-        super(CrossDeviceBatchNormFunction, self).__init__()
+        super().__init__()
         self.eps, self.num_parts = eps, num_parts
 
     def _all_reduce(self, per_device):
@@ -129,7 +129,7 @@ class CrossDeviceBatchNorm(BatchNorm):
                              % (self.name, self.gamma.grad_req, self.beta.grad_req))
         for X in Xs:
             ctx = X.context
-            check_batch_norm_inputs(X, self.gamma.data(ctx), self.beta.data(ctx),
+            validate_batch_norm_inputs(X, self.gamma.data(ctx), self.beta.data(ctx),
                                      self.moving_mean.data(ctx), self.moving_var.data(ctx))
         function = CrossDeviceBatchNormFunction(self.eps, len(Xs))
         Ys = function(*[self.gamma.data(X.context) for X in Xs],

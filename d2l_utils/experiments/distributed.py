@@ -26,6 +26,8 @@ import sys
 import tempfile
 import time
 
+from ..support.validation import is_integer, require_positive_int
+
 __all__ = ['DistributedRunError', 'PortInUseError', 'launch_local', 'free_port']
 
 LOOPBACK = '127.0.0.1'   # the only address any process listens on or connects to
@@ -63,7 +65,7 @@ def free_port():
         return sock.getsockname()[1]
 
 
-def check_port_free(port):
+def validate_port_free(port):
     """Raise PortInUseError if ``port`` on 127.0.0.1 cannot be bound."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         try:
@@ -75,9 +77,11 @@ def check_port_free(port):
                 f'let launch_local choose a free one.') from None
 
 
-def check_positive_int(value, name, minimum=1):
-    if not (isinstance(value, int) and not isinstance(value, bool) and value >= minimum):
-        raise ValueError(f'launch_local: {name} must be an integer >= {minimum}; got {value!r}.')
+def validate_port(port):
+    if not (is_integer(port) and 1024 <= port <= 65535):
+        raise ValueError(f'launch_local: port must be an integer in [1024, 65535] (a port that '
+                         f'needs no root); got {port!r}. Or pass port=None to let launch_local '
+                         f'choose a free one.')
 
 
 def python_command(script, args):
@@ -170,8 +174,8 @@ def launch_local(script, *args, num_workers=2, num_servers=1, time_limit=300, po
     error or the time limit passes, PortInUseError when ``port`` is taken. Every process is
     ended before this returns or raises, also after a KeyboardInterrupt.
     """
-    check_positive_int(num_workers, 'num_workers')
-    check_positive_int(num_servers, 'num_servers')
+    require_positive_int(num_workers, 'num_workers', 'launch_local', 'worker processes, e.g. 2')
+    require_positive_int(num_servers, 'num_servers', 'launch_local', 'server processes, e.g. 1')
     if not (isinstance(time_limit, (int, float)) and not isinstance(time_limit, bool)
             and time_limit > 0):
         raise ValueError(f'launch_local: time_limit must be a positive number of seconds; '
@@ -184,8 +188,8 @@ def launch_local(script, *args, num_workers=2, num_servers=1, time_limit=300, po
     if port is None:
         port = free_port()
     else:
-        check_positive_int(port, 'port', minimum=1024)
-        check_port_free(port)
+        validate_port(port)
+        validate_port_free(port)
     common = dict(os.environ, **(env or {}))
     for name in [k for k in common if k.startswith('DMLC_')]:
         del common[name]   # a DMLC_* variable left in the notebook's environment must not leak in

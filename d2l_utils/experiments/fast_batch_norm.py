@@ -17,7 +17,7 @@ which MXNet operators it uses. Measured on a (256, 6, 24, 24) input (2-core CPU)
 import numpy as np
 from mxnet import autograd, nd
 
-from ..layers import BatchNormCalling, batch_norm, check_batch_norm_inputs, moving_average
+from ..layers import BatchNormCalling, batch_norm, validate_batch_norm_inputs, moving_average
 
 __all__ = ['BatchNormFunction', 'ChannelView', 'FastBatchNorm', 'fast_batch_norm']
 
@@ -69,7 +69,7 @@ class BatchNormFunction(autograd.Function):
     """
 
     def __init__(self, eps):
-        super(BatchNormFunction, self).__init__()
+        super().__init__()
         self.eps = eps
 
     def forward(self, gamma, beta, X):
@@ -124,7 +124,7 @@ def fast_batch_norm(X, gamma, beta, moving_mean, moving_var, eps, momentum):
     this and uses ``batch_norm`` otherwise. float16 on a CPU also goes to ``batch_norm``: MXNet
     has no float16 CPU kernel for ``nd.dot``.
     """
-    check_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var, eps, momentum)
+    validate_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var, eps, momentum)
     if X.dtype == np.float16 and X.context.device_type == 'cpu':
         return batch_norm(X, gamma, beta, moving_mean, moving_var, eps, momentum)
     if not autograd.is_training():

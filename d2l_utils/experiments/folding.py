@@ -22,16 +22,10 @@ from mxnet import init, nd
 from mxnet.base import MXNetError
 from mxnet.gluon import nn
 
+from ..models import is_batch_norm, statistic_names
 from ..support.errors import short_message
-from ..layers import BatchNorm
 
-__all__ = ['ChannelShift', 'fold_batch_norm', 'is_batch_norm']
-
-
-def is_batch_norm(block):
-    """True for the BN layers this package knows: the scratch ``BatchNorm`` and its subclasses
-    (``FastBatchNorm``, ``CrossDeviceBatchNorm``) and ``nn.BatchNorm`` (and its subclasses)."""
-    return isinstance(block, (BatchNorm, nn.BatchNorm))
+__all__ = ['ChannelShift', 'fold_batch_norm']
 
 
 def _prediction_affine(bn, num_dims):
@@ -45,10 +39,16 @@ def _prediction_affine(bn, num_dims):
     any private attribute, and loses no precision to float32.
     """
     probe = copy.deepcopy(bn)
-    probe.cast('float64')
-    C = bn.gamma.shape[1] if isinstance(bn, BatchNorm) else bn.gamma.shape[0]   # (1, C...) or (C,)
+    probe.cast('float64')   # casts Parameters; statistics kept as NDArrays (the book's) follow
+    mean = getattr(bn, statistic_names(bn)[0])
+    if isinstance(mean, nd.NDArray):
+        ctx = mean.context
+        for name in statistic_names(bn):
+            setattr(probe, name, getattr(bn, name).astype('float64'))
+    else:
+        ctx = mean.list_ctx()[0]
+    C = int(np.prod(mean.shape))   # (C,) or (1, C[, 1, 1])
     shape = (1, C) if num_dims == 2 else (1, C, 1, 1)
-    ctx = bn.gamma.list_ctx()[0]
     try:
         y0, y1 = (probe(nd.full(shape, value, ctx=ctx, dtype='float64')).asnumpy().reshape(-1)
                   for value in (0.0, 1.0))
@@ -83,7 +83,7 @@ class ChannelShift(nn.HybridBlock):
     """
 
     def __init__(self, shift, **kwargs):  # shift: numpy array, (1, C) or (1, C, 1, 1)
-        super(ChannelShift, self).__init__(**kwargs)
+        super().__init__(**kwargs)
         self.shift = self.params.get('shift', shape=shift.shape, init=init.Zero(),
                                      grad_req='null', differentiable=False)
 
@@ -180,16 +180,18 @@ def fold_batch_norm(net):
     Conv2D or Dense layer directly before it.
 
     net: an initialized ``nn.Sequential`` or ``nn.HybridSequential`` (nested ones are folded
-    too) of Conv2D/Dense layers, BN layers (``BatchNorm``, ``FastBatchNorm``,
-    ``CrossDeviceBatchNorm``, ``nn.BatchNorm`` with axis 1) and parameter-free layers, e.g.
-    ``lenet(bn=...)``; input (N, 1, 28, 28) for LeNet, output (N, 10).
+    too) of Conv2D/Dense layers, BN layers (``d2l_utils.models.is_batch_norm``: ``BatchNorm``,
+    ``FastBatchNorm``, ``CrossDeviceBatchNorm``, ``BookBatchNorm``, ``nn.BatchNorm`` with axis
+    1) and parameter-free layers, e.g. ``lenet(bn=...)``; input (N, 1, 28, 28) for LeNet,
+    output (N, 10).
 
     Each BN layer must come directly after a Conv2D or Dense layer built without
     ``activation=`` (the order affine -> BN -> activation of the book and of
     ``lenet(bn_position='before_activation')``); otherwise ValueError says which layer and why.
     The folded layer's bias holds (b - mean) * s + beta; a layer built with use_bias=False
-    cannot get a bias in Gluon, so it is followed by a ``ChannelShift`` holding beta - mean * s. Every other layer is copied. ``net`` itself is not changed, and the
-    returned net shares no parameters with it (train ``net`` further and fold again).
+    cannot get a bias in Gluon, so it is followed by a ``ChannelShift`` holding beta - mean * s.
+    Every other layer is copied. ``net`` itself is not changed, and the returned net shares no
+    parameters with it (train ``net`` further and fold again).
 
     The result is for prediction only: it has no BN layer, so training it is training a net
     without batch normalization. Compare it with the original in prediction mode

@@ -17,7 +17,8 @@ import numpy as np
 from mxnet import autograd, gluon, nd
 from mxnet.gluon import nn
 
-from ..training import restoring_state
+from ..recalibration import restoring_state
+from ..support.validation import require_positive_int
 
 __all__ = ['NoisyBatchNorm', 'LandscapeProbe', 'gradient_direction_probe', 'train_steps']
 
@@ -42,7 +43,7 @@ class NoisyBatchNorm(nn.Block):
     """
 
     def __init__(self, bn, max_shift=1.0, max_scale=2.0, **kwargs):
-        super(NoisyBatchNorm, self).__init__(**kwargs)
+        super().__init__(**kwargs)
         if not (isinstance(max_shift, numbers.Real) and max_shift >= 0):
             raise ValueError('NoisyBatchNorm: max_shift must be a number >= 0 (the largest mean '
                              'shift, e.g. 1.0); got %r.' % (max_shift,))
@@ -73,10 +74,11 @@ LandscapeProbe = namedtuple('LandscapeProbe',
 LandscapeProbe.__doc__ = """The loss landscape along the gradient at one point, on one batch.
 
 step_sizes: the step sizes eta (array (K,)); start_loss: the mean loss at w; losses: the mean
-loss at w - eta * g (K,), with g the gradient at w; grad_changes: ||grad L(w - eta * g) - g|| (K,) (L2 norm over every learned
-parameter); grad_norm: ||g||; loss_range: max - min of losses (together with the loss at w);
-beta_smoothness: max over eta > 0 of grad_changes / (eta * ||g||), the largest rate at which
-the gradient changes per unit of distance moved: Santurkar et al.'s "effective beta-smoothness".
+loss at w - eta * g (K,), with g the gradient at w; grad_changes: ||grad L(w - eta * g) - g||
+(K,) (L2 norm over every learned parameter); grad_norm: ||g||; loss_range: max - min of
+losses (together with the loss at w); beta_smoothness: max over eta > 0 of grad_changes /
+(eta * ||g||), the largest rate at which the gradient changes per unit of distance moved:
+Santurkar et al.'s "effective beta-smoothness".
 """
 
 
@@ -150,9 +152,7 @@ def train_steps(net, batches, trainer, num_steps, every=None, measure=None, loss
     over the steps since the previous measurement; NaN at step 0) and measure's keys. If the
     loss becomes NaN or infinite, training stops there and the last row has 'diverged': True.
     """
-    if not (isinstance(num_steps, numbers.Integral) and num_steps >= 1):
-        raise ValueError('train_steps: num_steps must be a positive integer; got %r.'
-                         % (num_steps,))
+    require_positive_int(num_steps, 'num_steps', 'train_steps', 'how many SGD steps, e.g. 100')
     every = every or num_steps
     loss = loss or gluon.loss.SoftmaxCrossEntropyLoss()
     rows, loss_sum, count = [], 0.0, 0

@@ -14,23 +14,25 @@ Each learns ``gamma`` and ``beta`` per feature or channel, with ``batch_norm``'s
 (1, C, 1, 1). None has moving statistics: training and prediction compute the same function,
 and an example gets the same output in a batch of one as in a batch of 256.
 """
-import numbers
-
 import numpy as np
 from mxnet import init, nd
 from mxnet.gluon import nn
+
+from ..layers import (param_shape, validate_batch_norm_shapes, validate_dtypes, validate_eps,
+                      validate_num_features)
+from ..support.validation import is_integer, require_positive_int
 
 __all__ = ['layer_norm', 'group_norm', 'instance_norm', 'LayerNorm', 'GroupNorm',
            'InstanceNorm']
 
 
-def _check_normalization_inputs(name, X, gamma, beta, eps, ndims=(2, 4)):
+def _validate_normalization_inputs(name, X, gamma, beta, eps, ndims=(2, 4)):
     """Raise ValueError, saying what to change, if ``name`` cannot use these inputs.
 
     name: the function's name, for the message. ndims: the input ranks it accepts.
     Shape, dtype and eps checks only: they read metadata, so they cost no computation.
     """
-    shape, dtype = X.shape, X.dtype   # each NDArray attribute read is a call into MXNet
+    shape = X.shape   # each NDArray attribute read is a call into MXNet
     if len(shape) not in ndims:
         expected = ' or '.join({2: '2-D (N, D)', 4: '4-D (N, C, H, W)'}[d] for d in ndims)
         hint = ''
@@ -41,33 +43,13 @@ def _check_normalization_inputs(name, X, gamma, beta, eps, ndims=(2, 4)):
                     'itself, so every output would be beta. After a Dense layer use layer_norm '
                     'or group_norm instead.')
         raise ValueError('%s expects a %s input; got shape %s.%s' % (name, expected, shape, hint))
-    if not np.issubdtype(dtype, np.floating):
-        raise ValueError('%s expects a float input (float16, float32 or float64); got X of '
-                         'dtype %s. Convert it first, e.g. X.astype(\'float32\').'
-                         % (name, np.dtype(dtype).name))
-    if not (isinstance(eps, numbers.Real) and not isinstance(eps, bool) and eps > 0):
-        raise ValueError('%s: eps must be a small positive number (e.g. 1e-5), added to the '
-                         'variance so that a constant input does not divide by zero; got %r.'
-                         % (name, eps))
-    num_features = shape[1]
-    expected = (1, num_features) if len(shape) == 2 else (1, num_features, 1, 1)
-    for param_name, param in (('gamma', gamma), ('beta', beta)):
-        if param.shape != expected:
-            raise ValueError(
-                '%s: %s must have shape %s to match X of shape %s (%d %s), the same shape as '
-                'batch_norm\'s; got %s. Create gamma and beta with that shape, e.g. '
-                'nd.ones(%s) and nd.zeros(%s).'
-                % (name, param_name, expected, shape, num_features,
-                   'features' if len(shape) == 2 else 'channels', param.shape, expected,
-                   expected))
-        if param.dtype != dtype:
-            raise ValueError('%s: %s has dtype %s but X has dtype %s; they must match. Cast '
-                             'the input or the net, e.g. net.cast(\'%s\').'
-                             % (name, param_name, np.dtype(param.dtype).name,
-                                np.dtype(dtype).name, np.dtype(dtype).name))
+    validate_eps(eps, caller=name)
+    layer = {'layer_norm': 'LayerNorm', 'group_norm': 'GroupNorm'}.get(name, 'InstanceNorm')
+    validate_batch_norm_shapes(shape, caller=name, layer=layer, gamma=gamma.shape, beta=beta.shape)
+    validate_dtypes(X, caller=name, gamma=gamma, beta=beta)
 
 
-def _check_values_per_statistic(name, shape, count, what):
+def _validate_values_per_statistic(name, shape, count, what):
     """A mean and variance over one value are that value and 0: the output would be beta."""
     if count < 2:
         raise ValueError('%s: each mean and variance would be computed over %d value (%s, for '
@@ -84,9 +66,9 @@ def layer_norm(X, gamma, beta, eps):
     gamma, beta: shape (1, D) or (1, C, 1, 1), per feature or channel, as in batch_norm.
     Returns Y, with X's shape. Training and prediction compute the same thing.
     """
-    _check_normalization_inputs('layer_norm', X, gamma, beta, eps)
+    _validate_normalization_inputs('layer_norm', X, gamma, beta, eps)
     axes = 1 if X.ndim == 2 else (1, 2, 3)
-    _check_values_per_statistic('layer_norm', X.shape, int(np.prod(X.shape[1:])),
+    _validate_values_per_statistic('layer_norm', X.shape, int(np.prod(X.shape[1:])),
                                 'the features of one example')
     # keepdims=True gives shape (N, 1) or (N, 1, 1, 1): one statistic per example
     mean = X.mean(axis=axes, keepdims=True)
@@ -106,12 +88,10 @@ def group_norm(X, gamma, beta, num_groups, eps):
     gamma, beta: shape (1, D) or (1, C, 1, 1), per channel (as in batch_norm and the paper).
     Returns Y, with X's shape. Training and prediction compute the same thing.
     """
-    _check_normalization_inputs('group_norm', X, gamma, beta, eps)
+    _validate_normalization_inputs('group_norm', X, gamma, beta, eps)
     num_channels = X.shape[1]
-    if not (isinstance(num_groups, numbers.Integral) and not isinstance(num_groups, bool)
-            and num_groups >= 1):
-        raise ValueError('group_norm: num_groups must be a positive integer that divides the %d '
-                         'channels of X; got %r.' % (num_channels, num_groups))
+    require_positive_int(num_groups, 'num_groups', 'group_norm',
+                         f'it must divide the {num_channels} channels of X')
     if num_channels % num_groups:
         divisors = [g for g in range(1, num_channels + 1) if num_channels % g == 0]
         raise ValueError('group_norm: num_groups=%d does not divide the %d channels of X (shape '
@@ -119,7 +99,7 @@ def group_norm(X, gamma, beta, num_groups, eps):
                          % (num_groups, num_channels, X.shape, divisors))
     N = X.shape[0]
     per_group = int(np.prod(X.shape[1:])) // num_groups
-    _check_values_per_statistic('group_norm', X.shape, per_group,
+    _validate_values_per_statistic('group_norm', X.shape, per_group,
                                 'the channels and positions of one group of one example')
     # (N, G, C // G * H * W): each row of the last axis is one group of one example
     X_grouped = X.reshape((N, num_groups, per_group))
@@ -138,8 +118,8 @@ def instance_norm(X, gamma, beta, eps):
     gamma, beta: shape (1, C, 1, 1), per channel.
     Returns Y, with X's shape. Training and prediction compute the same thing.
     """
-    _check_normalization_inputs('instance_norm', X, gamma, beta, eps, ndims=(4,))
-    _check_values_per_statistic('instance_norm', X.shape, X.shape[2] * X.shape[3],
+    _validate_normalization_inputs('instance_norm', X, gamma, beta, eps, ndims=(4,))
+    _validate_values_per_statistic('instance_norm', X.shape, X.shape[2] * X.shape[3],
                                 'the H x W positions of one channel')
     mean = X.mean(axis=(2, 3), keepdims=True)   # (N, C, 1, 1): per example and channel
     X_centered = X - mean
@@ -149,11 +129,7 @@ def instance_norm(X, gamma, beta, eps):
 
 
 def _param_shape(block, num_features, num_dims, allowed=(2, 4)):
-    if not (isinstance(num_features, numbers.Integral) and not isinstance(num_features, bool)
-            and num_features >= 1):
-        raise ValueError('%s: num_features must be a positive integer, the number of outputs of '
-                         'the layer before (Dense units or Conv2D channels); got %r.'
-                         % (block, num_features))
+    validate_num_features(num_features, block)
     if num_dims not in allowed:
         if allowed == (4,):
             raise ValueError('%s normalizes each channel over its H x W positions, so it needs '
@@ -163,14 +139,14 @@ def _param_shape(block, num_features, num_dims, allowed=(2, 4)):
         raise ValueError('%s num_dims must be 2 (after Dense: input (N, D)) or 4 (after Conv2D: '
                          'input (N, C, H, W)); got %r. For a 1-D sequence (N, C, L), use '
                          'num_dims=4 and reshape the input to (N, C, L, 1).' % (block, num_dims))
-    return (1, num_features) if num_dims == 2 else (1, num_features, 1, 1)
+    return param_shape(num_features, num_dims)
 
 
 class _ExampleNorm(nn.Block):
     """gamma (ones) and beta (zeros) of shape (1, num_features) or (1, num_features, 1, 1)."""
 
     def __init__(self, num_features, num_dims, allowed=(2, 4), **kwargs):
-        super(_ExampleNorm, self).__init__(**kwargs)
+        super().__init__(**kwargs)
         shape = _param_shape(type(self).__name__, num_features, num_dims, allowed)
         self.eps = 1e-5
         # Start as the identity on the normalized values (gamma 1, beta 0), as BatchNorm does.
@@ -189,7 +165,7 @@ class LayerNorm(_ExampleNorm):
     """
 
     def __init__(self, num_features, num_dims, **kwargs):
-        super(LayerNorm, self).__init__(num_features, num_dims, **kwargs)
+        super().__init__(num_features, num_dims, **kwargs)
 
     def forward(self, X):
         ctx = X.context
@@ -206,9 +182,8 @@ class GroupNorm(_ExampleNorm):
     """
 
     def __init__(self, num_features, num_groups, num_dims=4, **kwargs):
-        super(GroupNorm, self).__init__(num_features, num_dims, **kwargs)
-        if not (isinstance(num_groups, numbers.Integral) and not isinstance(num_groups, bool)
-                and num_groups >= 1 and num_features % num_groups == 0):
+        super().__init__(num_features, num_dims, **kwargs)
+        if not (is_integer(num_groups) and num_groups >= 1 and num_features % num_groups == 0):
             divisors = [g for g in range(1, num_features + 1) if num_features % g == 0]
             raise ValueError('GroupNorm: num_groups must be a positive integer that divides the '
                              '%d channels, so that the groups have equal sizes; got %r. Choose '
@@ -232,7 +207,7 @@ class InstanceNorm(_ExampleNorm):
     """
 
     def __init__(self, num_features, num_dims=4, **kwargs):
-        super(InstanceNorm, self).__init__(num_features, num_dims, allowed=(4,), **kwargs)
+        super().__init__(num_features, num_dims, allowed=(4,), **kwargs)
 
     def forward(self, X):
         ctx = X.context

@@ -18,10 +18,12 @@ import numpy as np
 from mxnet import autograd, gluon, nd
 from mxnet.gluon import nn
 
-from ..training import restoring_state
+from ..models import batch_norm_layers
+from ..recalibration import restoring_state
+from ..support.validation import is_integer
 
 __all__ = ['LayerRecord', 'batch_statistics_spread', 'device_copy_spread', 'record_layers',
-           'running_stats_by_device', 'saturated_fraction', 'weight_gradient_norms']
+           'running_stats_by_device', 'weight_gradient_norms']
 
 LayerRecord = namedtuple('LayerRecord', 'name kind input output')
 LayerRecord.__doc__ = """One block's input and output in a forward pass, as numpy arrays.
@@ -132,7 +134,7 @@ def batch_statistics_spread(features, batch_sizes, num_batches=200, seed=0, eps=
         raise ValueError('batch_statistics_spread expects features of shape (N, D) or '
                          '(N, C, H, W); got %s' % (features.shape,))
     n = features.shape[0]
-    bad = [b for b in batch_sizes if not (isinstance(b, (int, np.integer)) and 1 <= b <= n)]
+    bad = [b for b in batch_sizes if not (is_integer(b) and 1 <= b <= n)]
     if bad:
         raise ValueError('batch_statistics_spread: batch sizes must be integers from 1 to the '
                          'number of examples (%d); got %s. Pass more examples or smaller batch '
@@ -157,26 +159,20 @@ def batch_statistics_spread(features, batch_sizes, num_batches=200, seed=0, eps=
     return rows
 
 
-def _is_running_stat(name, param):
-    return param.grad_req == 'null' and name.endswith(('running_mean', 'running_var',
-                                                       'moving_mean', 'moving_var'))
-
-
 def running_stats_by_device(net):
-    """Every BN layer's running statistics, one copy per device.
+    """Every BN layer's running statistics (``d2l_utils.batch_norm_layers``), one copy per device.
 
-    Finds the non-learned Parameters named ...running_mean/...running_var (nn.BatchNorm,
-    gluon.contrib.nn.SyncBatchNorm) or ...moving_mean/...moving_var (the scratch blocks).
-    Returns {layer prefix: {'ctx': [devices], 'mean': numpy (num_devices, C),
-    'var': numpy (num_devices, C)}}, in the order of the net's layers.
+    Returns {layer name: {'ctx': [devices], 'mean': numpy (num_devices, C),
+    'var': numpy (num_devices, C)}}, in the order of the net's layers. A layer keeping its
+    statistics as NDArrays (the book's) has one copy, on the device it last ran on.
     """
     layers = {}
-    for name, param in net.collect_params().items():
-        if not _is_running_stat(name, param):
-            continue
-        prefix, kind = name.rsplit('_', 2)[0], name.rsplit('_', 1)[1]   # kind: 'mean' or 'var'
-        layer = layers.setdefault(prefix, {'ctx': param.list_ctx()})
-        layer[kind] = np.stack([d.asnumpy().reshape(-1) for d in param.list_data()])
+    for layer, mean, var in batch_norm_layers(net):
+        arrays = {kind: stat.list_data() if isinstance(stat, gluon.Parameter) else [stat]
+                  for kind, stat in (('mean', mean), ('var', var))}
+        entry = layers.setdefault(layer.name, {'ctx': [a.context for a in arrays['mean']]})
+        for kind, copies in arrays.items():
+            entry[kind] = np.stack([a.asnumpy().reshape(-1) for a in copies])
     return layers
 
 

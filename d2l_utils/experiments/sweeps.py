@@ -14,7 +14,9 @@ from mxnet import gluon, init
 
 from ..data import CHANCE_LOSS, UNIFORM_GUESS_ACC
 from ..models import lenet
-from ..training import History, NonFiniteLossError, set_seed, train
+from ..nan_guard import NonFiniteLossError
+from ..support.validation import require_positive_int
+from ..training import History, set_seed, train
 
 __all__ = ['CHANCE_ACC', 'CHANCE_LOSS', 'UNIFORM_GUESS_ACC', 'Result', 'Runner', 'fit',
            'lr_range', 'sweep_table']
@@ -103,8 +105,7 @@ def fit(net, train_iter, test_iter, lr, num_epochs, ctx=None, name=''):
     Parameters with grad_req='null' are not updated.
     """
     lr = _check_lr(lr)
-    if not isinstance(num_epochs, numbers.Integral) or num_epochs < 1:
-        raise ValueError('fit: num_epochs must be a positive integer; got %r' % (num_epochs,))
+    require_positive_int(num_epochs, 'num_epochs', 'fit', 'how many epochs to train, e.g. 5')
     trainer = gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': lr})
     history = History(name)
     for epoch in range(1, num_epochs + 1):
@@ -143,9 +144,8 @@ class Runner:
         if not callable(load_data):
             raise TypeError('Runner: load_data must be a function returning fresh (train_iter, '
                             'test_iter); got %s' % type(load_data).__name__)
-        if not isinstance(num_epochs, numbers.Integral) or num_epochs < 1:
-            raise ValueError('Runner: num_epochs must be a positive integer; got %r'
-                             % (num_epochs,))
+        require_positive_int(num_epochs, 'num_epochs', 'Runner',
+                             'how many epochs each run trains, e.g. 5')
         self.load_data, self.num_epochs = load_data, num_epochs
         self.ctx, self.seed, self.verbose = ctx, seed, verbose
         self.results = {}   # (lr, prepare, lenet arguments) -> Result

@@ -12,7 +12,7 @@ from importlib import metadata
 from .. import device
 from . import fashion_mnist_files as files
 
-__all__ = ['environment_report', 'platform_route']
+__all__ = ['environment_report']
 
 COURSE_MXNET = '1.9.1'   # the version requirements.txt pins and the notebooks were run with
 CONTAINER = ('the container (README.md, "Which computers"): docker build -t d2l-batch-norm . '

@@ -10,8 +10,7 @@ import sys
 import warnings
 from importlib import metadata
 
-__all__ = ['MAX_NUMPY', 'SUPPORTED_PYTHON', 'UnsupportedEnvironmentError', 'check_environment',
-           'import_mxnet']
+__all__ = ['UnsupportedEnvironmentError', 'check_environment', 'import_mxnet']
 
 SUPPORTED_PYTHON = (3, 11)     # newest Python with an mxnet==1.9.1 wheel on PyPI
 MAX_NUMPY = (1, 24)            # exclusive: numpy 1.24 removed np.bool
@@ -59,8 +58,8 @@ def check_environment(python_version=None, numpy_version=None):
     problems.extend(variables)
     if problems:
         raise UnsupportedEnvironmentError(
-            'd2l_utils cannot run in this environment (%s):\n  - ' % sys.executable + '\n  - '.join(problems)
-            + '\n' + FIX)
+            f'd2l_utils cannot run in this environment ({sys.executable}):\n  - '
+            + '\n  - '.join(problems) + '\n' + FIX)
 
 
 def variable_problems(environ):

@@ -27,10 +27,8 @@ import zlib
 
 import numpy as np
 
-__all__ = ['ENV_VAR', 'DEBIAN_DIR', 'FILES', 'MIRRORS', 'DOWNLOAD_DEADLINE', 'DataUnavailableError',
-           'CorruptFileError', 'CacheNotWritableError', 'mxnet_cache_dir', 'candidate_dirs',
-           'local_copies', 'folder_problem', 'search_local', 'read_verified', 'download', 'remove_stale_parts', 'fetch_file',
-           'parse_idx', 'load_arrays']
+__all__ = ['ENV_VAR', 'FILES', 'CorruptFileError', 'DataUnavailableError', 'candidate_dirs',
+           'download', 'fetch_file', 'load_arrays', 'read_verified', 'search_local']
 
 ENV_VAR = 'FASHION_MNIST_DIR'
 DEBIAN_DIR = '/usr/share/datasets/fashion-mnist'
@@ -416,7 +414,7 @@ def fetch_file(name, root=None, mirrors=MIRRORS, cache_dir=None, timeout=30, pro
     every attempt and the ways out.
     """
     if name not in FILES:
-        raise ValueError('unknown Fashion-MNIST file %r; expected one of %s' % (name, sorted(FILES)))
+        raise ValueError(f'unknown Fashion-MNIST file {name!r}; expected one of {sorted(FILES)}')
     if isinstance(mirrors, str):   # iterating it would try one 'mirror' per character
         raise TypeError('fetch_file: mirrors must be a sequence of base URLs, e.g. (%r,); got '
                         'the string %r' % (mirrors, mirrors))

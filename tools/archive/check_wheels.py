@@ -1,8 +1,12 @@
 """Ask the package index which platforms can install the course's pinned requirements.
 
-    python tools/check_wheels.py                    # print a markdown table (about 2 minutes)
-    python tools/check_wheels.py --out /tmp/wheels.md
-    python tools/check_wheels.py --no-resolve       # skip the full dependency resolution
+Archived: MXNet 1.9.1 is the last MXNet release, so the table this prints cannot change. Its
+last output is check_wheels_output.md, next to this file. Kept for the record; not tested, not
+linted, not maintained.
+
+    python tools/archive/check_wheels.py            # print a markdown table (about 2 minutes)
+    python tools/archive/check_wheels.py --out /tmp/wheels.md
+    python tools/archive/check_wheels.py --no-resolve   # skip the full dependency resolution
 
 A maintainer's script: it needs the package index (PyPI by default), so it is not part of the
 offline test suite. For each platform and each ``name==version`` line of requirements.txt it
@@ -34,7 +38,7 @@ import tarfile
 import tempfile
 import zipfile
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]   # the repository (this file: tools/archive/)
 PYTHON_VERSION = '3.11'
 DEFAULT_INDEX = 'https://pypi.org/simple'
 
@@ -344,7 +348,7 @@ def check(pins, platforms, index, timeout, resolve_all, workdir, log):
 
     pip_version = run_pip(['--version'], timeout).split()[1]
     when = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')
-    intro = ('Wheels for Python %s on %s, checked %s with pip %s by `python tools/check_wheels.py` '
+    intro = ('Wheels for Python %s on %s, checked %s with pip %s by `python tools/archive/check_wheels.py` '
              '(Linux: glibc up to 2.%d; macOS: 15 and older).'
              % (PYTHON_VERSION, 'PyPI' if index == DEFAULT_INDEX else index, when, pip_version,
                 GLIBC_MINORS[-1]))

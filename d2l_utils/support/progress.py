@@ -43,11 +43,17 @@ class Progress:
         self._last = now
         width = 30
         filled = width * done // max(total, 1)
-        text = '%s [%s%s] %d/%d' % (label, '=' * filled, ' ' * (width - filled), done, total)
-        if done > self._first and done < total:   # the rate so far gives the time left
+        text = f"{label} [{'=' * filled}{' ' * (width - filled)}] {done}/{total}"
+        if self._first < done < total:   # the rate so far gives the time left
             left = (now - self._start) / (done - self._first) * (total - done)
-            text += ', about %.0f s left' % left
+            text += f', about {left:.0f} s left'
         self._show(text)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()   # also when training stops with an error: no half-drawn bar stays
 
     def close(self):
         """Remove the line (the per-epoch summary lines are what stays)."""
