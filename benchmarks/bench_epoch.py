@@ -232,7 +232,9 @@ def write_markdown(path, results, layers, args, load_before=None):
     by_name = {r['name']: r for r in results}
 
     def ratio(a, b):
-        return by_name[a]['median'] / by_name[b]['median'] if a in by_name and b in by_name else None
+        if a not in by_name or b not in by_name:
+            return None
+        return by_name[a]['median'] / by_name[b]['median']
     lines = ['# Benchmark: LeNet + batch normalization on Fashion-MNIST', '',
              'Made by `%s` on %s.' % (shlex.join(['python', 'benchmarks/bench_epoch.py'] + args),
                                      datetime.date.today()),
@@ -241,7 +243,8 @@ def write_markdown(path, results, layers, args, load_before=None):
                  platform.python_version(), mx.__version__, np.__version__, torch_version()),
              '', load_line(load_before), '',
              '## Seconds per epoch (train on %s images + evaluate on %s)' % (
-                 args_value(args, '--train-subset') or '60,000', args_value(args, '--test-subset') or '10,000'),
+                 args_value(args, '--train-subset') or '60,000',
+                 args_value(args, '--test-subset') or '10,000'),
              '', '| configuration | device | s/epoch (median) | examples/s | test acc '
              '| test acc, recalibrated BN | peak memory (MB) |',
              '| --- | --- | ---: | ---: | ---: | ---: | ---: |']
@@ -360,7 +363,8 @@ def main(argv=None):
                   % name, flush=True)
             continue
         cmd = [sys.executable, __file__, '--child', name, '--epochs', str(args.epochs)]
-        for flag, value in (('--train-subset', args.train_subset), ('--test-subset', args.test_subset)):
+        for flag, value in (('--train-subset', args.train_subset),
+                            ('--test-subset', args.test_subset)):
             if value:
                 cmd += [flag, str(value)]
         out = subprocess.run(cmd, capture_output=True, text=True)

@@ -12,7 +12,7 @@ The folders say who each part is for (docs/package.md lists every public name):
   ``pytorch`` (the appendix; needs torch; not imported here);
 - ``checks/``: what judges a learner's code (the checkers, the planted mistakes, grading);
 - ``experiments/``: the deep dives' tools (fast and cross-device BN, other normalizations,
-  folding, probes, sweeps, the loss landscape);
+  folding, probes, sweeps, the loss landscape, deep nets and half batch norms);
 - ``support/``: for maintainers: the environment check, error text, the data files, progress.
 
 The names of ``checks/`` and ``experiments/`` are imported on first use (PEP 562), so
@@ -36,7 +36,8 @@ from .layers import (  # noqa: E402
 from .models import batch_norm_layers, count_parameters, is_batch_norm, lenet  # noqa: E402
 from .nan_guard import NonFiniteLossError, NonFiniteParameterError  # noqa: E402
 from .plot import (  # noqa: E402
-    plot_history, plot_lr_sweep, set_figsize, show_fashion_mnist, show_images, use_svg_display)
+    METHOD_COLORS, method_color, plot_history, plot_lr_sweep, set_figsize, show_fashion_mnist,
+    show_images, use_svg_display)
 from .recalibration import recalibrate_batch_norm, restoring_state  # noqa: E402
 from .support.fashion_mnist_files import CorruptFileError, DataUnavailableError  # noqa: E402
 from .training import (  # noqa: E402
@@ -62,6 +63,9 @@ LAZY_NAMES = {
     **dict.fromkeys(['NoisyBatchNorm', 'gradient_direction_probe', 'train_steps'],
                     'experiments.landscape'),
     'launch_local': 'experiments.distributed',
+    **dict.fromkeys(['MeanOnlyBatchNorm', 'VarianceOnlyBatchNorm', 'deep_mlp'],
+                    'experiments.depth'),
+    **dict.fromkeys(['MIN_SEEDS', 'SeedSpread', 'over_seeds'], 'experiments.seeds'),
 }
 
 
@@ -91,8 +95,8 @@ __all__ = [
     'NonFiniteParameterError', 'recalibrate_batch_norm', 'recalibrated_accuracy',
     'restoring_state',
     # plots
-    'plot_history', 'plot_lr_sweep', 'set_figsize', 'show_fashion_mnist', 'show_images',
-    'use_svg_display',
+    'METHOD_COLORS', 'method_color', 'plot_history', 'plot_lr_sweep', 'set_figsize',
+    'show_fashion_mnist', 'show_images', 'use_svg_display',
     # the environment
     'UnsupportedEnvironmentError',
     # imported on first use (LAZY_NAMES): judging a learner's code (checks/)
@@ -104,5 +108,6 @@ __all__ = [
     'InstanceNorm', 'LayerNorm', 'group_norm', 'instance_norm', 'layer_norm', 'fold_batch_norm',
     'batch_statistics_spread', 'device_copy_spread', 'record_layers', 'running_stats_by_device',
     'weight_gradient_norms', 'Runner', 'fit', 'lr_range', 'NoisyBatchNorm',
-    'gradient_direction_probe', 'train_steps', 'launch_local',
+    'gradient_direction_probe', 'train_steps', 'launch_local', 'MeanOnlyBatchNorm',
+    'VarianceOnlyBatchNorm', 'deep_mlp', 'MIN_SEEDS', 'SeedSpread', 'over_seeds',
 ]

@@ -1,7 +1,12 @@
 """Plots with the book's names, working on current IPython, plus training curves and sweeps.
 
 ``d2lzh.use_svg_display`` calls ``IPython.display.set_matplotlib_formats``, which IPython 9
-removed; its replacement lives in ``matplotlib_inline.backend_inline``.
+removed; its replacement lives in ``matplotlib_inline.backend_inline``. Figures are emitted as
+PNG beside SVG: Jupyter does not render SVG from a notebook the user has not trusted (a fresh
+clone), and falls back to the PNG.
+
+One colour per method across the course: ``METHOD_COLORS`` (``method_color``). In
+``plot_history`` runs differ by colour and metrics by line style, with one legend for the figure.
 """
 import numbers
 import sys
@@ -10,10 +15,11 @@ import numpy as np
 from matplotlib import pyplot as plt
 from matplotlib.ticker import MaxNLocator
 
-from .experiments.sweeps import CHANCE_LOSS, UNIFORM_GUESS_ACC
+from .data import CHANCE_LOSS, UNIFORM_GUESS_ACC
 
-__all__ = ['METRICS', 'PANEL_YLABELS', 'plot_history', 'plot_lr_sweep', 'set_figsize',
-           'show_fashion_mnist', 'show_images', 'use_svg_display']
+__all__ = ['FIGURE_FORMATS', 'METHOD_COLORS', 'METRICS', 'PANEL_YLABELS', 'method_color',
+           'plot_history', 'plot_lr_sweep', 'set_figsize', 'show_fashion_mnist', 'show_images',
+           'use_svg_display']
 
 # metric key -> (legend text, which panel it goes on)
 METRICS = {
@@ -26,19 +32,51 @@ METRICS = {
 }
 # panel -> y-axis label (with units)
 PANEL_YLABELS = {
-    'loss': 'loss (mean per example)',
-    'accuracy': 'accuracy (fraction correct)',
+    'loss': 'loss per example',
+    'accuracy': 'accuracy (fraction)',
     'seconds': 'time per epoch (s)',
     'speed': 'training speed (examples/s)',
 }
 _LINESTYLES = ('-', '--', ':', '-.')
 
+# One colour per method, in every notebook: a run named after a method gets its colour.
+METHOD_COLORS = {
+    'scratch BN': 'tab:blue',        # the scratch BatchNorm of notebooks 1-3
+    'nn.BatchNorm': 'tab:green',     # Gluon's layer (notebooks 4, 5: 'BN' there)
+    'BN': 'tab:green',
+    'no BN': 'tab:orange',
+    'plain': 'tab:orange',           # 'plain LeNet' = no BN
+    'FastBatchNorm': 'tab:cyan',     # the scratch layer with a hand-written backward
+    'layer norm': 'tab:purple',
+    'group norm': 'tab:brown',
+    'instance norm': 'tab:pink',
+    'PyTorch': 'tab:red',
+}
+# Runs that are not methods (learning rates, placements) take these, in order: viridis-like
+# shades, so they are never mistaken for a method's tab10 colour, and read as an ordered series
+_OTHER_COLORS = ('#440154', '#3b528b', '#21918c', '#5ec962', '#b8860b', '#8b0a50', '#555555')
+# What the notebooks emit: PNG for an untrusted notebook, SVG (sharp) for a trusted one
+FIGURE_FORMATS = ('png', 'svg')
+
+
+def method_color(name, index=0):
+    """The course's colour for a run named ``name``: METHOD_COLORS[name] if it names a
+    method (also as the text before ':', ',' or ' ('), else the index-th of a fixed cycle."""
+    text = str(name)
+    for key in (text, text.split(':')[0].strip(), text.split(',')[0].strip(),
+                text.split(' (')[0].strip()):
+        if key in METHOD_COLORS:
+            return METHOD_COLORS[key]
+    return _OTHER_COLORS[index % len(_OTHER_COLORS)]
+
 
 def use_svg_display():
-    """Show plots in Jupyter as SVG (sharp at any zoom), as the book does.
+    """Show plots in Jupyter as SVG (sharp at any zoom), as the book does, with a PNG beside it.
 
-    Works on IPython 9 (``matplotlib_inline``) and older IPython (``IPython.display``);
-    outside IPython (a script, pytest) it does nothing.
+    Jupyter renders SVG only from a trusted notebook; a notebook a learner has just cloned is
+    not trusted, and shows the PNG instead (``FIGURE_FORMATS``). Works on IPython 9
+    (``matplotlib_inline``) and older IPython (``IPython.display``); outside IPython (a script,
+    pytest) it does nothing.
     """
     # Not imported by anyone means not running under IPython; importing it here would be slow
     if 'IPython' not in sys.modules:
@@ -50,7 +88,7 @@ def use_svg_display():
         from matplotlib_inline.backend_inline import set_matplotlib_formats
     except ImportError:         # IPython < 7.23 has no matplotlib_inline
         from IPython.display import set_matplotlib_formats
-    set_matplotlib_formats('svg')
+    set_matplotlib_formats(*FIGURE_FORMATS)
 
 
 def set_figsize(figsize=(3.5, 2.5)):
@@ -148,25 +186,38 @@ def _runs(histories):
     return runs
 
 
-def plot_history(histories, metrics=('train_loss', 'train_acc', 'test_acc'), title=None):
+def plot_history(histories, metrics=('train_loss', 'train_acc', 'test_acc'), title=None,
+                 faint=()):
     """Training curves of one or several runs, one panel per kind of metric.
 
     histories: a History from ``train`` (``.name``, ``.epochs`` = list of dicts with 'epoch'
     and the metrics), a dict {run name: History} or a list of Histories.
     metrics: keys of the epoch dicts. Losses share one panel, accuracies another; 'seconds'
-    and 'examples_per_sec' get a panel each. Each run has one colour, each metric a line style.
+    and 'examples_per_sec' get a panel each. Each run has one colour (``method_color``: the
+    course's colour if the run is named after a method), each metric a line style; one legend
+    for the figure, on the right, lists the runs (colours) and the metrics (styles).
+    faint: metrics drawn faint, for a number shown but not to be compared on (e.g. the
+    prediction-mode 'test_acc' of BN nets at lr 1, whose moving averages lag).
     Returns the list of Axes, one per panel. In a notebook end the call with ';' to hide it.
     """
+    from matplotlib.lines import Line2D
     runs = _runs(histories)
+    unknown = [key for key in faint if key not in metrics]
+    if unknown:
+        raise ValueError('plot_history: faint=%r names metrics not in metrics=%r; a faint metric '
+                         'must also be plotted' % (tuple(unknown), tuple(metrics)))
     panels = []   # panel names in first-use order
     for key in metrics:
         panel = METRICS.get(key, (key, key))[1]
         if panel not in panels:
             panels.append(panel)
     use_svg_display()
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2), squeeze=False)
+    entries = len(runs) + len(metrics) + 2            # two legend headings
+    height = max(3.4, 0.8 + 0.2 * entries)            # grow the figure when the legend is tall
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels) + 2.4, height),
+                             squeeze=False, layout='constrained')
     axes = list(axes[0])
-    colors = plt.rcParams['axes.prop_cycle'].by_key()['color']
+    colors = [method_color(name, r) for r, (name, _) in enumerate(runs)]
     for r, (name, history) in enumerate(runs):
         epochs = [row['epoch'] for row in history.epochs]
         for m, key in enumerate(metrics):
@@ -176,63 +227,87 @@ def plot_history(histories, metrics=('train_loss', 'train_acc', 'test_acc'), tit
                                % (name, key, missing[0], sorted(history.epochs[0])))
             label, panel = METRICS.get(key, (key, key))
             axes[panels.index(panel)].plot(
-                epochs, [row[key] for row in history.epochs],
-                color=colors[r % len(colors)], linestyle=_LINESTYLES[m % len(_LINESTYLES)],
-                marker='o', markersize=3, label='%s: %s' % (name, label) if name else label)
+                epochs, [row[key] for row in history.epochs], color=colors[r],
+                linestyle=_LINESTYLES[m % len(_LINESTYLES)], marker='o', markersize=3,
+                alpha=0.3 if key in faint else 1.0, linewidth=1.0 if key in faint else 1.6,
+                label='%s: %s' % (name, label) if name else label)
     for panel, ax in zip(panels, axes):
         ax.set_xlabel('epoch')
         ax.set_ylabel(PANEL_YLABELS.get(panel, panel))
         ax.set_title(panel)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(True, alpha=0.3)
-        # below the axes, so a legend never hides the curves it names
-        ax.legend(fontsize='small', loc='upper center', bbox_to_anchor=(0.5, -0.2), ncol=1)
+    # one legend for the figure: colour = run, line style = metric (not every pair)
+    handles = [Line2D([], [], color='none', label='runs (colour)')]
+    handles += [Line2D([], [], color=colors[r], linewidth=2, label=name or 'run')
+                for r, (name, _) in enumerate(runs)]
+    handles.append(Line2D([], [], color='none', label='metrics (line style)'))
+    for m, key in enumerate(metrics):
+        label = METRICS.get(key, (key, key))[0] + (' (faint)' if key in faint else '')
+        handles.append(Line2D([], [], color='black', linestyle=_LINESTYLES[m % len(_LINESTYLES)],
+                              alpha=0.3 if key in faint else 1.0, label=label))
+    fig.legend(handles=handles, loc='outside right center', fontsize='small', frameon=False)
     if title is None:
         title = 'Training curves' + (': ' + runs[0][0] if len(runs) == 1 and runs[0][0] else '')
     fig.suptitle(title)
-    fig.tight_layout()
     return axes
 
 
-def plot_lr_sweep(sweeps, title='Learning-rate sweep'):
+def plot_lr_sweep(sweeps, title='Learning-rate sweep', accuracy=None,
+                  accuracy_label='test accuracy'):
     """Final test accuracy and final training loss against the learning rate (log axis).
 
     sweeps: {variant: {lr: Result}}, e.g. {'BN': runner.sweep(...), 'no BN': ...}. A run whose
     loss became NaN is marked with an x at the bottom of both panels. The dotted lines are a
-    uniform guess over the 10 classes: accuracy 0.1 and loss ln 10. Returns the two Axes.
+    uniform guess over the 10 classes: accuracy 0.1 and loss ln 10.
+    accuracy: optional function Result -> the accuracy to compare on (e.g. recalibrated test
+    accuracy); it is the main series, and the prediction-mode test accuracy is drawn faint.
+    Returns the two Axes.
     """
+    from matplotlib.lines import Line2D
     if not sweeps:
         raise ValueError('plot_lr_sweep got no sweeps; pass {variant name: {lr: Result}}')
     use_svg_display()
-    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(10, 3.6))
-    colors = plt.rcParams['axes.prop_cycle'].by_key()['color']
+    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(11, 3.8), layout='constrained')
+    handles = []
     for i, (variant, sweep) in enumerate(sweeps.items()):
-        color = colors[i % len(colors)]
+        color = method_color(variant, i)
         lrs = sorted(sweep)
         ok = [lr for lr in lrs if not sweep[lr].diverged]
-        ax_acc.plot(ok, [sweep[lr].final('test_acc') for lr in ok], 'o-', color=color,
-                    label=variant)
+        main = [accuracy(sweep[lr]) if accuracy else sweep[lr].final('test_acc') for lr in ok]
+        ax_acc.plot(ok, main, 'o-', color=color, label=variant)
+        if accuracy:
+            ax_acc.plot(ok, [sweep[lr].final('test_acc') for lr in ok], 'o:', color=color,
+                        alpha=0.3, markersize=4, label='%s: prediction mode' % variant)
         ax_loss.plot(ok, [sweep[lr].final('train_loss') for lr in ok], 'o-', color=color,
                      label=variant)
+        handles.append(Line2D([], [], color=color, marker='o', label=variant))
         bad = [lr for lr in lrs if sweep[lr].diverged]
         if bad:   # at the bottom edge: x in data units, y in axes units (0 = bottom)
-            for ax, label in ((ax_acc, '%s: NaN loss' % variant), (ax_loss, None)):
+            for ax in (ax_acc, ax_loss):
                 ax.plot(bad, [0.0] * len(bad), 'x', color=color, markersize=9, mew=2,
-                        clip_on=False, transform=ax.get_xaxis_transform(), label=label)
+                        clip_on=False, transform=ax.get_xaxis_transform(),
+                        label='%s: NaN loss' % variant)
+            handles.append(Line2D([], [], color=color, marker='x', linestyle='none', mew=2,
+                                  label='%s: NaN loss' % variant))
+    if accuracy:
+        handles.append(Line2D([], [], color='black', marker='o', linestyle=':', alpha=0.3,
+                              label='prediction-mode test acc (faint)'))
     ax_acc.axhline(UNIFORM_GUESS_ACC, color='gray', linestyle=':',
                    label='uniform guess (%.1f)' % UNIFORM_GUESS_ACC)
     ax_loss.axhline(CHANCE_LOSS, color='gray', linestyle=':', label='uniform guess (ln 10)')
+    handles.append(Line2D([], [], color='gray', linestyle=':',
+                          label='uniform guess (acc %.1f, loss ln 10)' % UNIFORM_GUESS_ACC))
     ax_acc.set_ylim(0, 1)
-    ax_acc.set_ylabel('test accuracy (fraction)')
-    ax_acc.set_title('test accuracy after the budget')
+    ax_acc.set_ylabel('%s (fraction)' % accuracy_label)
+    ax_acc.set_title('%s after the budget' % accuracy_label)
     ax_loss.set_yscale('log')
-    ax_loss.set_ylabel('train loss per example (log)')
+    ax_loss.set_ylabel('train loss (log scale)')
     ax_loss.set_title('training loss in the last epoch')
     for ax in (ax_acc, ax_loss):
         ax.set_xscale('log')
         ax.set_xlabel('learning rate (log scale)')
         ax.grid(True, which='both', alpha=0.3)
-        ax.legend(fontsize='small')
+    fig.legend(handles=handles, loc='outside right center', fontsize='small', frameon=False)
     fig.suptitle(title)
-    fig.tight_layout()
     return ax_acc, ax_loss

@@ -222,7 +222,7 @@ class RunningNamesBatchNorm(nn.Block):
     """A correct layer whose moving statistics are called running_mean/running_var."""
 
     def __init__(self, num_features, num_dims, **kwargs):
-        super(RunningNamesBatchNorm, self).__init__(**kwargs)
+        super().__init__(**kwargs)
         shape = (1, num_features) if num_dims == 2 else (1, num_features, 1, 1)
         self.gamma = self.params.get('gamma', shape=shape, init=init.One())
         self.beta = self.params.get('beta', shape=shape, init=init.Zero())
@@ -453,7 +453,7 @@ class GluonWrapper(nn.BatchNorm):
     """Gluon's layer behind the checker's constructor: its parameters have shape (C,)."""
 
     def __init__(self, num_features, num_dims):
-        super(GluonWrapper, self).__init__(in_channels=num_features)
+        super().__init__(in_channels=num_features)
 
 
 def test_a_wrapper_of_gluons_batch_norm_is_told_the_parameter_shapes_differ():

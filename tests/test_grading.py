@@ -1,13 +1,12 @@
-"""d2l_utils.checks.grading: scores, graded checks and their messages; backward checker; recalibration."""
+"""d2l_utils.checks.grading: scores, graded checks and their messages; the backward checker;
+recalibration."""
 import threading
 import time
 
-import numpy as np
 import pytest
 from mxnet import autograd, gluon, init, nd
 
-from d2l_utils import (BatchNorm, batch_norm, check_batch_norm, lenet,
-                       recalibrate_batch_norm)
+from d2l_utils import (BatchNorm, batch_norm, check_batch_norm, lenet)
 from d2l_utils.checks import grading
 from d2l_utils.checks import mistakes as bn_mistakes
 from d2l_utils.checks.grading import (GradingFailure, NotImplementedYet, check_batch_norm_backward,

@@ -43,9 +43,10 @@ def test_plot_history_draws_each_metric_of_one_run_with_labels():
 
     for ax in (loss_ax, acc_ax):
         assert ax.get_xlabel() == 'epoch'
-        assert ax.get_legend() is not None
-    assert loss_ax.get_ylabel() == 'loss (mean per example)'
-    assert acc_ax.get_ylabel() == 'accuracy (fraction correct)'
+        assert ax.get_legend() is None          # one legend for the whole figure instead
+    assert len(loss_ax.figure.legends) == 1
+    assert loss_ax.get_ylabel() == 'loss per example'
+    assert acc_ax.get_ylabel() == 'accuracy (fraction)'
     assert loss_ax.figure.get_suptitle() == 'Training curves: BN from scratch'
 
 
@@ -56,8 +57,10 @@ def test_plot_history_puts_several_runs_on_one_figure_with_run_names():
 
     assert len(axes) == 2 and axes[0].figure is axes[1].figure
     assert axes[0].figure.get_suptitle() == 'BN vs none'
-    legend = [t.get_text() for t in axes[1].get_legend().get_texts()]
-    assert legend == ['no BN: test acc', 'Gluon BN: test acc']
+    [legend] = axes[0].figure.legends
+    # runs by colour, metrics by line style: 2 runs + 2 metrics + 2 headings, not 4 pairs
+    assert [t.get_text() for t in legend.get_texts()] == [
+        'runs (colour)', 'no BN', 'Gluon BN', 'metrics (line style)', 'train loss', 'test acc']
     lines = lines_by_label(axes[1])
     assert list(lines['no BN: test acc'].get_ydata()) == [0.10, 0.35]
     assert list(lines['Gluon BN: test acc'].get_ydata()) == [0.65, 0.82]
@@ -75,7 +78,7 @@ def test_plot_history_takes_a_list_and_names_runs_by_their_name():
 def test_plot_history_gives_timing_its_own_panel_with_units():
     axes = plot.plot_history(made_up('a', [1.0, 0.5], [0.5, 0.7], [0.5, 0.7]),
                              metrics=('test_acc', 'seconds', 'examples_per_sec'))
-    assert [ax.get_ylabel() for ax in axes] == ['accuracy (fraction correct)',
+    assert [ax.get_ylabel() for ax in axes] == ['accuracy (fraction)',
                                                 'time per epoch (s)',
                                                 'training speed (examples/s)']
 
@@ -129,7 +132,7 @@ def test_use_svg_display_does_not_start_an_ipython_shell_in_plain_python():
     assert not InteractiveShell.initialized()
 
 
-def test_use_svg_display_registers_svg_output_in_a_real_ipython_shell(tmp_path, monkeypatch):
+def test_use_svg_display_registers_png_beside_svg_in_a_real_ipython_shell(tmp_path, monkeypatch):
     """The IPython 9 path, on a real (non-kernel) IPython shell created for the test; its
     profile and history go to a temporary folder, not the user's ~/.ipython."""
     from IPython.core.interactiveshell import InteractiveShell
@@ -143,8 +146,10 @@ def test_use_svg_display_registers_svg_output_in_a_real_ipython_shell(tmp_path, 
     shell = InteractiveShell.instance(config=config)
     try:
         plot.use_svg_display()
-        svg = shell.display_formatter.formatters['image/svg+xml']
-        assert Figure in svg.type_printers
+        formatters = shell.display_formatter.formatters
+        # SVG for a trusted notebook, PNG for an untrusted one (Jupyter will not render its SVG)
+        assert Figure in formatters['image/svg+xml'].type_printers
+        assert Figure in formatters['image/png'].type_printers
     finally:
         InteractiveShell.clear_instance()
 
@@ -168,3 +173,86 @@ def test_set_figsize_refuses_what_is_not_a_positive_width_and_height(figsize, er
     with pytest.raises(error, match='set_figsize'):
         plot.set_figsize(figsize)
     assert plt.rcParams['figure.figsize'] == before
+
+
+# --- layout (issue 25): nothing collides, the axes keep their height, colours mean methods
+
+def boxes_overlap(a, b):
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+def test_plot_history_with_five_runs_keeps_legend_labels_and_title_apart_and_axes_tall():
+    names = ['scratch BN', 'nn.BatchNorm', 'no BN', 'lr 3', 'lr 10']
+    runs = {name: made_up('', [2.0 - 0.3 * i, 1.0 - 0.1 * i], [0.3, 0.6], [0.2, 0.5 + 0.05 * i])
+            for i, name in enumerate(names)}
+    axes = plot.plot_history(runs, title='Five runs with a long title: scratch BN, '
+                             'nn.BatchNorm and no BN at lr 1.0')
+    fig = axes[0].figure
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    [legend] = fig.legends
+    boxes = {'legend': legend.get_window_extent(renderer),
+             'title': next(text for text in fig.texts if text.get_text() == fig.get_suptitle())
+             .get_window_extent(renderer)}
+    for i, ax in enumerate(axes):
+        boxes['x label %d' % i] = ax.xaxis.label.get_window_extent(renderer)
+        boxes['y label %d' % i] = ax.yaxis.label.get_window_extent(renderer)
+        boxes['panel title %d' % i] = ax.title.get_window_extent(renderer)
+        boxes['axes %d' % i] = ax.get_window_extent(renderer)
+    names = sorted(boxes)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            if a.startswith('axes') and b.startswith(('x label', 'y label', 'panel')):
+                continue   # a label sits beside its axes, touching is fine
+            if b.startswith('axes') and a.startswith(('x label', 'y label', 'panel')):
+                continue
+            assert not boxes_overlap(boxes[a], boxes[b]), '%s overlaps %s' % (a, b)
+    figure_box = fig.bbox
+    for i, ax in enumerate(axes):
+        assert boxes['axes %d' % i].height >= 0.45 * figure_box.height
+        for part in ('x label %d' % i, 'y label %d' % i, 'legend'):   # nothing cut off
+            box = boxes[part]
+            assert box.x0 >= 0 and box.y0 >= 0 and box.x1 <= figure_box.x1 + 1
+            assert box.y1 <= figure_box.y1 + 1
+        # the y label stays below the panel title and the figure title
+        assert boxes['y label %d' % i].y1 < boxes['title'].y0
+    assert len(legend.get_texts()) == 5 + 3 + 2   # runs + metrics + two headings
+
+
+def test_plot_lr_sweep_keeps_its_legend_clear_of_a_long_title():
+    from d2l_utils.experiments.sweeps import Result
+    sweeps = {}
+    for variant, accs in (('BN', [0.8, 0.77, 0.8]), ('no BN', [0.55, 0.1, 0.1])):
+        sweeps[variant] = {lr: Result(variant, lr, made_up(variant, [0.5], [acc], [acc]), None)
+                           for lr, acc in zip((1.0, 3.0, 10.0), accs)}
+    ax_acc, _ = plot.plot_lr_sweep(sweeps, accuracy=lambda r: r.final('test_acc'),
+                                   title='Exercise 2: LeNet (sigmoid), 20000 images, batch 256; '
+                                   'BN 3 epochs, no BN 5')
+    fig = ax_acc.figure
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    [legend] = fig.legends
+    title = next(text for text in fig.texts if text.get_text() == fig.get_suptitle())
+    assert not boxes_overlap(legend.get_window_extent(renderer),
+                             title.get_window_extent(renderer))
+
+
+def test_a_method_has_one_colour_in_every_plot_and_a_faint_metric_is_faint():
+    runs = {'no BN': made_up('', [2.3, 1.9], [0.1, 0.3], [0.1, 0.35]),
+            'scratch BN': made_up('', [1.0, 0.5], [0.6, 0.8], [0.65, 0.82])}
+    loss_ax, acc_ax = plot.plot_history(runs, faint=('test_acc',))
+    lines = lines_by_label(acc_ax)
+    assert lines['scratch BN: test acc'].get_color() == plot.METHOD_COLORS['scratch BN']
+    assert lines['no BN: train acc'].get_color() == plot.METHOD_COLORS['no BN']
+    assert lines['no BN: test acc'].get_alpha() < 0.5 <= lines['no BN: train acc'].get_alpha()
+    # the same names in a list in the other order keep their colours
+    [ax] = plot.plot_history({'scratch BN': runs['scratch BN'], 'no BN': runs['no BN']},
+                             metrics=('train_loss',))
+    assert lines_by_label(ax)['no BN: train loss'].get_color() == plot.METHOD_COLORS['no BN']
+    assert plot.method_color('no BN, seed 1') == plot.METHOD_COLORS['no BN']
+
+
+def test_plot_history_refuses_a_faint_metric_it_does_not_plot():
+    with pytest.raises(ValueError, match="faint=\\('test_acc',\\) names metrics not in"):
+        plot.plot_history(made_up('a', [1.0], [0.5], [0.5]), metrics=('train_loss',),
+                          faint=('test_acc',))

@@ -50,3 +50,42 @@ def test_on_a_real_notebook_a_quoted_output_number_changed_by_a_rerun_is_found()
         if cell['cell_type'] == 'markdown':
             cell['source'] = [line.replace(number + '9', number) for line in cell['source']]
     assert number in [n for _, n in stale_numbers.stale_numbers(new, old)]
+
+
+# --- numbers quoted from other sources, and bounds (issue 25)
+
+def write(path, prose, output):
+    path.write_text(json.dumps(notebook(prose, output)), encoding='utf-8')
+    return json.loads(path.read_text(encoding='utf-8'))
+
+
+def test_a_bound_no_output_shows_is_flagged_in_plain_scientific_and_latex_form(tmp_path):
+    output = 'dX  1.4e-16  1.1e-10  1.1e-10'
+    stale = notebook('相对误差都不超过 $1.4 \\times 10^{-10}$，也不超过 1.4e-10。', output)
+    assert stale_numbers.unsupported_claims(stale, tmp_path, None) == [
+        (0, '1.4 \\times 10^{-10}', 'a bound no output shows'),
+        (0, '1.4e-10', 'a bound no output shows')]
+    kept = notebook('都不超过 $1.1 \\times 10^{-10}$，与数值梯度一致到 1.1e-10 以内。', output)
+    assert stale_numbers.unsupported_claims(kept, tmp_path, None) == []
+
+
+def test_a_number_quoted_from_another_notebook_or_results_md_must_be_shown_there(tmp_path):
+    write(tmp_path / '3_lenet.ipynb', 'x', 'recalibrated 0.845, no BN 0.427')
+    results = tmp_path / 'RESULTS.md'
+    results.write_text('| scratch | 61.2 s | 3.52x |\n', encoding='utf-8')
+    prose = ('notebook 3 的重新估计后准确率是 0.845，不带批量归一化的是 0.431。'
+             '`benchmarks/RESULTS.md` 测得 3.52 倍，又说 3.61 倍。本 notebook 的 0.712 不受影响。')
+    nb = notebook(prose, 'here 0.712')
+    assert stale_numbers.unsupported_claims(nb, tmp_path, results) == [
+        (0, '0.431', 'not shown by notebook 3'), (0, '3.61', 'not shown by RESULTS.md')]
+
+
+def test_the_sources_command_exits_1_on_an_unsupported_claim(tmp_path, capsys):
+    path = tmp_path / '5_x.ipynb'
+    path.write_text(json.dumps(notebook('误差不超过 2e-7。', 'max error 3.0e-07')),
+                    encoding='utf-8')
+    assert stale_numbers.main([str(path), '--sources']) == 1
+    assert capsys.readouterr().out == 'cell 0: 2e-7 (a bound no output shows)\n'
+    path.write_text(json.dumps(notebook('误差不超过 3e-7。', 'max error 3.0e-07')),
+                    encoding='utf-8')
+    assert stale_numbers.main([str(path), '--sources']) == 0

@@ -1,6 +1,6 @@
 """Execute notebooks top to bottom in a fresh kernel, in full or quick mode.
 
-    python tools/run_notebooks.py                 # full run of every notebook, outputs saved in place
+    python tools/run_notebooks.py                 # full run of every notebook, saved in place
     python tools/run_notebooks.py --quick -o DIR  # quick run (what the tests do), copies in DIR
     python tools/run_notebooks.py notebooks/1_batch_norm_scratch.ipynb   # just one
     python tools/run_notebooks.py --timeout 300 ...   # per-cell limit in seconds (default 900)
@@ -35,6 +35,10 @@ from nbclient.exceptions import CellExecutionError
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / 'notebooks'
+
+# The kernel the install provides (ipykernel's python3). A notebook saved with another display
+# name is rewritten by Jupyter on opening, which marks it modified: every run writes this one.
+KERNELSPEC = {'display_name': 'Python 3 (ipykernel)', 'language': 'python', 'name': 'python3'}
 
 # The knobs a quick run turns, shared by all notebooks: small real subsets, one epoch.
 QUICK_PARAMETERS = {
@@ -328,6 +332,7 @@ def execute(path, quick=False, output=None, timeout=DEFAULT_TIMEOUT):
         raise NotebookRunError(path, index, ename, evalue, line) from None
     seconds = time.time() - start
     if target is not None:
+        nb.metadata['kernelspec'] = dict(KERNELSPEC)
         write_atomically(nb, target)
     return seconds
 
@@ -368,7 +373,8 @@ def main(argv=None):
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, on_sigint)
     cores = os.cpu_count() or 1
-    print('%-45s %9s   load average (1 min, %d cores) before -> after' % ('notebook', 'time', cores),
+    print('%-45s %9s   load average (1 min, %d cores) before -> after'
+          % ('notebook', 'time', cores),
           flush=True)
     total = 0.0
     for path in paths:

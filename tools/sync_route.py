@@ -27,7 +27,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 START, END = '<!-- route -->', '<!-- /route -->'
 ROUTE_HEADING = '## 学习路线 / Route'
 # the first cell's time line, as the house style writes it (a Markdown hard break may end it)
-TIME_LINE = re.compile(r'^\*\*时间 / Time\*\*：约 (\d+) 分钟（2 核 CPU 上完整运行）(?:  |\\)?$', re.M)
+TIME_LINE = re.compile(r'^\*\*时间 / Time\*\*：约 (\d+) 分钟（2 核 CPU 上完整运行）(?:  |\\)?$',
+                       re.M)
 CORE = ('1', '2', '3', '4', '5')
 ROW = re.compile(r'\]\(notebooks/([0-9A-Z]+)_[\w.-]*\.ipynb\).*?约 (\d+) 分钟')
 TOTAL = re.compile(r'(合计约 )(\d+)( 分钟)')

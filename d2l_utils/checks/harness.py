@@ -206,7 +206,8 @@ class BlockInstance:
             shape = tuple(current.shape)
             if 0 not in shape and shape != value.shape:
                 raise Failure('layer.%s has shape %s; the checker expects %s for an input with '
-                              '%d features/channels: (1, D) after Dense, (1, C, 1, 1) after Conv2D, '
+                              '%d features/channels: (1, D) after Dense, (1, C, 1, 1) after '
+                              'Conv2D, '
                               'as the course\'s BatchNorm has. Likely cause: a layer built on '
                               'Gluon\'s nn.BatchNorm (its parameters have shape (C,)); the '
                               'checker checks a batch norm written from scratch.'

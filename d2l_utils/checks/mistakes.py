@@ -206,7 +206,7 @@ class FixedDeviceBatchNorm(BookBatchNorm):
     """
 
     def __init__(self, num_features, num_dims, ctx=mx.gpu(), **kwargs):
-        super(FixedDeviceBatchNorm, self).__init__(num_features, num_dims, **kwargs)
+        super().__init__(num_features, num_dims, **kwargs)
         shape = param_shape(num_features, num_dims)
         self.moving_mean = nd.zeros(shape, ctx=ctx)   # BUG: a fixed device
         self.moving_var = nd.zeros(shape, ctx=ctx)
@@ -228,7 +228,7 @@ class TrainingFlagBatchNorm(BatchNorm):
     """
 
     def __init__(self, num_features, num_dims, **kwargs):
-        super(TrainingFlagBatchNorm, self).__init__(num_features, num_dims, **kwargs)
+        super().__init__(num_features, num_dims, **kwargs)
         self.training = True   # BUG: Gluon never switches this off
 
     def forward(self, X):

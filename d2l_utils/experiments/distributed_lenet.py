@@ -339,8 +339,8 @@ def main(argv=None):
                          X=X.asnumpy(), y=y.asnumpy())
             start = time.perf_counter()
             with autograd.record():
-                l = loss(net(X), y).sum()
-            l.backward()
+                batch_loss = loss(net(X), y).sum()
+            batch_loss.backward()
             trainer.step(args.batch_size)   # the gradient of the mean loss over all workers
             nd.waitall()
             record['seconds'].append(time.perf_counter() - start)

@@ -18,7 +18,9 @@ from ..nan_guard import NonFiniteLossError
 from ..support.validation import require_positive_int
 from ..training import History, set_seed, train
 
-__all__ = ['CHANCE_LOSS', 'UNIFORM_GUESS_ACC', 'Result', 'Runner', 'fit', 'lr_range']
+__all__ = ['CHANCE_ACC', 'CHANCE_LOSS', 'UNIFORM_GUESS_ACC', 'Result', 'Runner', 'fit',
+           'lr_range', 'sweep_table']
+
 # The one "chance" threshold: a run whose final test accuracy is below it learned (almost)
 # nothing. Twice the uniform guess, so that a net a few points above 0.1 by luck still counts.
 CHANCE_ACC = 2 * UNIFORM_GUESS_ACC

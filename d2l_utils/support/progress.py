@@ -28,14 +28,26 @@ class Progress:
             enabled = self.notebook or sys.stderr.isatty()
         self.enabled, self.interval = enabled, interval
         self._handle, self._last = None, 0.0
+        # for the time left in the current bar: when and at which count it started, last count
+        self._start, self._first, self._previous = None, 0, 0
 
     def update(self, label, done, total):
-        if not self.enabled or (done < total and time.monotonic() - self._last < self.interval):
+        if not self.enabled:
             return
-        self._last = time.monotonic()
+        now = time.monotonic()
+        if self._start is None or done < self._previous:   # a new bar (e.g. the next epoch)
+            self._start, self._first = now, done
+        self._previous = done
+        if done < total and now - self._last < self.interval:
+            return
+        self._last = now
         width = 30
         filled = width * done // max(total, 1)
-        self._show(f"{label} [{'=' * filled}{' ' * (width - filled)}] {done}/{total}")
+        text = f"{label} [{'=' * filled}{' ' * (width - filled)}] {done}/{total}"
+        if self._first < done < total:   # the rate so far gives the time left
+            left = (now - self._start) / (done - self._first) * (total - done)
+            text += f', about {left:.0f} s left'
+        self._show(text)
 
     def __enter__(self):
         return self
