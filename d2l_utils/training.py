@@ -6,8 +6,12 @@
 - the last partial batch is averaged over its real size (d2lzh divides by the full batch size);
 - a non-finite loss stops training at once, naming the epoch, batch and first bad layer; so does
   a non-finite parameter after an update (``d2l_utils.nan_guard``);
-- labels the output layer cannot score, an iterator that yields nothing and a number of epochs
-  that is not a positive integer are refused with a clear error;
+- labels the output layer cannot score, an iterator that yields nothing, a number of epochs
+  that is not a positive integer, a learning rate that is a string or negative, no test_iter,
+  train and test iterators of different image sizes and data of another dtype than the net are
+  refused with a clear error; a batch whose shapes MXNet rejects is named, with its shapes;
+- d2lzh's chapter-9 ``train(train_iter, test_iter, net, loss, ...)`` gets a TypeError naming
+  both signatures (the chapter's loop is this one);
 - ``train`` returns a ``History`` for plotting instead of only printing.
 
 ``ctx`` may also be a list of devices (data parallelism, as ``d2lzh.train`` takes it): each batch
