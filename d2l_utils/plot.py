@@ -51,6 +51,9 @@ METHOD_COLORS = {
     'group norm': 'tab:brown',
     'instance norm': 'tab:pink',
     'PyTorch': 'tab:red',
+    'noisy BN': 'tab:gray',          # notebook 6: BN followed by random noise
+    'mean only': 'tab:olive',        # notebook 6: the half batch norms
+    'variance only': 'black',
 }
 # Runs that are not methods (learning rates, placements) take these, in order: viridis-like
 # shades, so they are never mistaken for a method's tab10 colour, and read as an ordered series
