@@ -36,8 +36,8 @@ from .layers import (  # noqa: E402
 from .models import batch_norm_layers, count_parameters, is_batch_norm, lenet  # noqa: E402
 from .nan_guard import NonFiniteLossError, NonFiniteParameterError  # noqa: E402
 from .plot import (  # noqa: E402
-    METHOD_COLORS, method_color, plot_history, plot_lr_sweep, set_figsize, show_fashion_mnist,
-    show_images, use_svg_display)
+    METHOD_COLORS, method_color, plot_history, plot_lr_sweep, plt, set_figsize,
+    show_fashion_mnist, show_images, use_svg_display)
 from .recalibration import recalibrate_batch_norm, restoring_state  # noqa: E402
 from .support.fashion_mnist_files import CorruptFileError, DataUnavailableError  # noqa: E402
 from .training import (  # noqa: E402
@@ -72,6 +72,10 @@ LAZY_NAMES = {
 def __getattr__(name):
     module = LAZY_NAMES.get(name)
     if module is None:
+        # a name of the book's d2lzh for another chapter: say so, and what to import there
+        from .support.d2lzh_names import NOT_PROVIDED, not_provided_message
+        if name in NOT_PROVIDED:
+            raise AttributeError(not_provided_message(name))
         raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
     value = getattr(importlib.import_module(f'.{module}', __name__), name)
     globals()[name] = value   # the next lookup is an ordinary one
@@ -95,7 +99,7 @@ __all__ = [
     'NonFiniteParameterError', 'recalibrate_batch_norm', 'recalibrated_accuracy',
     'restoring_state',
     # plots
-    'METHOD_COLORS', 'method_color', 'plot_history', 'plot_lr_sweep', 'set_figsize',
+    'METHOD_COLORS', 'method_color', 'plot_history', 'plot_lr_sweep', 'plt', 'set_figsize',
     'show_fashion_mnist', 'show_images', 'use_svg_display',
     # the environment
     'UnsupportedEnvironmentError',

@@ -113,8 +113,9 @@ class ArrayDataIter(BatchCount):
         self.batch_size = _check_batch_size(batch_size)
         self.shuffle = _check_shuffle(shuffle, 'ArrayDataIter')
         self.resize = _as_size(resize)
-        example = X.shape[1:] if self.resize is None else X.shape[1:-2] + self.resize
-        _check_batch_values(self.batch_size, example)
+        # one served example's shape, e.g. (1, 28, 28): train compares its two iterators'
+        self.example_shape = X.shape[1:] if self.resize is None else X.shape[1:-2] + self.resize
+        _check_batch_values(self.batch_size, self.example_shape)
         seed = None if seed is None else _check_seed(seed, 'ArrayDataIter')
         self._rng = np.random.RandomState(seed) if seed is not None else None
         self._index = nd.arange(len(y), dtype='int64', ctx=X.context)

@@ -50,6 +50,7 @@ _count = None        # (number of GPUs MXNet sees, reason when it is 0 or None)
 _status = {}         # GPU index -> GpuStatus
 _reported = set()    # fallback messages already shown
 _features = None     # mx.runtime.Features(), read once
+_advised = None      # no_gpu_reason()'s text, with advice that fits nvidia-smi's GPUs
 
 
 def build_features(names=('CUDA', 'CUDNN', 'NCCL', 'MKLDNN')):
@@ -91,8 +92,17 @@ def num_gpus():
 
 
 def no_gpu_reason():
-    """Why MXNet sees no GPU at all (one line), or None if it sees at least one."""
-    return _count_gpus()[1]
+    """Why MXNet sees no GPU at all (one line), or None if it sees at least one.
+
+    The one source of that advice (try_gpu, the loader, train and ``python -m d2l_utils`` all
+    print it): on the CPU wheel it fits the GPUs nvidia-smi lists (``mxnet-cu117`` only for
+    compute capability 5.0-8.9). nvidia-smi is asked once per process.
+    """
+    global _advised
+    reason = _count_gpus()[1]
+    if reason is not None and _advised is None:
+        _advised = _advice_for_cpu_build(reason)
+    return _advised if reason is not None else None
 
 
 def run_test_kernel(ctx):
@@ -247,11 +257,9 @@ def try_gpu(i=0):
     When it returns the CPU it says why, once per process (a NoUsableGPUWarning line on
     stderr).
     """
-    count, reason = _count_gpus()
+    count = num_gpus()
     if count == 0:
-        # with no GPU there is one message only: once it is shown, skip asking nvidia-smi again
-        if not _reported:
-            _report_once('Using the CPU: ' + _advice_for_cpu_build(reason) + '.')
+        _report_once('Using the CPU: ' + no_gpu_reason() + '.')
         return mx.cpu()
     if not 0 <= i < count:
         _report_once('Using the CPU: GPU %d was asked for, but MXNet sees %d GPU(s), numbered '
@@ -269,11 +277,8 @@ def try_all_gpus():
 
     GPUs that fail the test kernel are left out, and said so once per process.
     """
-    count, reason = _count_gpus()
-    if count == 0:
-        # with no GPU there is one message only: once it is shown, skip asking nvidia-smi again
-        if not _reported:
-            _report_once('Using the CPU: ' + _advice_for_cpu_build(reason) + '.')
+    if num_gpus() == 0:
+        _report_once('Using the CPU: ' + no_gpu_reason() + '.')
         return [mx.cpu()]
     statuses = gpu_status()
     usable = [mx.gpu(s.index) for s in statuses if s.usable]
@@ -286,8 +291,8 @@ def try_all_gpus():
 
 def reset_gpu_cache():
     """Forget the probe results and which messages were shown (for tests)."""
-    global _count, _features
-    _count, _features = None, None
+    global _count, _features, _advised
+    _count, _features, _advised = None, None, None
     _status.clear()
     _reported.clear()
 

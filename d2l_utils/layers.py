@@ -26,7 +26,7 @@ def batch_norm(X, gamma, beta, moving_mean, moving_var, eps, momentum):
     Returns (Y, moving_mean, moving_var); Y has X's shape. In training mode (inside
     ``autograd.record()``) X is normalized with the batch mean and biased batch variance and the
     returned moving statistics are updated; in prediction mode the moving statistics are used
-    and returned unchanged.
+    and returned unchanged. A float16 X is refused in training mode (its statistics overflow).
     """
     validate_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var, eps, momentum)
     # autograd tells us the mode: record() means training, otherwise we are predicting
@@ -227,7 +227,8 @@ def validate_num_features(num_features, caller='BatchNorm'):
 def validate_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var, eps=None, momentum=None):
     """Raise ValueError, saying what to change, if batch_norm cannot use these inputs.
 
-    X: (N, D) or (N, C, H, W), float; gamma, beta, moving_mean, moving_var: shape (1, D) or
+    X: (N, D) or (N, C, H, W), float (float16 only in prediction mode: in training mode its
+    batch statistics would overflow); gamma, beta, moving_mean, moving_var: shape (1, D) or
     (1, C, 1, 1), X's dtype. Shape and dtype checks only: they read metadata, so they cost no
     computation and no sync.
     eps, momentum: when given (``batch_norm`` passes them), also checks them
@@ -248,6 +249,13 @@ def validate_batch_norm_inputs(X, gamma, beta, moving_mean, moving_var, eps=None
     params = {'gamma': gamma, 'beta': beta, 'moving_mean': moving_mean, 'moving_var': moving_var}
     validate_batch_norm_shapes(shape, **{name: param.shape for name, param in params.items()})
     validate_dtypes(X, **params)
+    if X.dtype == np.float16 and autograd.is_training():
+        raise ValueError(
+            'batch_norm refuses a float16 X in training mode: it computes the batch statistics '
+            'in X\'s dtype, and in float16 the mean of a batch such as (256, 6, 24, 24) overflows '
+            '(the sum passes 65504), so Y and the moving statistics would be NaN. Train in '
+            'float32 (net.cast(\'float32\'), X.astype(\'float32\')), or use nn.BatchNorm, whose '
+            'operator computes float16 statistics in float32. Prediction in float16 is allowed.')
     if eps is None and momentum is None:
         return
     validate_batch_norm_settings(eps, momentum)

@@ -128,12 +128,13 @@ def _images_as_numpy(imgs):
     return arr
 
 
-def show_images(imgs, num_rows, num_cols, titles=None, scale=1.5):
+def show_images(imgs, num_rows, num_cols, scale=2, *, titles=None):
     """Plot grayscale images in a num_rows x num_cols grid; return the axes, flattened.
 
+    The book's signature ``show_images(imgs, num_rows, num_cols, scale=2)``, plus titles.
     imgs: NDArray or numpy array (N, H, W), (N, 1, H, W) or (N, H, W, 1), e.g. a
     Fashion-MNIST batch (N, 1, 28, 28); the first num_rows * num_cols are shown.
-    titles: optional list of N strings. scale: inches per image.
+    scale: inches per image. titles (keyword only): optional list of N strings.
     Returns a numpy array of num_rows * num_cols Axes (unused ones are blank). In a notebook end
     the call with ';' to hide the returned value.
     """
@@ -205,6 +206,14 @@ def plot_history(histories, metrics=('train_loss', 'train_acc', 'test_acc'), tit
     """
     from matplotlib.lines import Line2D
     runs = _runs(histories)
+    for name, value in (('metrics', metrics), ('faint', faint)):
+        if isinstance(value, str):
+            raise TypeError(f'plot_history: {name} must be a list or tuple of metric names; got '
+                            f'the string {value!r}, whose characters would be read as names. '
+                            f'Write {name}=({value!r},).')
+    if not metrics:
+        raise ValueError('plot_history: metrics is empty, so there is nothing to plot; name at '
+                         "least one, e.g. metrics=('train_loss', 'test_acc').")
     unknown = [key for key in faint if key not in metrics]
     if unknown:
         raise ValueError('plot_history: faint=%r names metrics not in metrics=%r; a faint metric '
@@ -256,6 +265,22 @@ def plot_history(histories, metrics=('train_loss', 'train_acc', 'test_acc'), tit
     return axes
 
 
+def _positive_lrs(sweeps):
+    """The sweeps without runs at a learning rate <= 0, which a log axis cannot show; a
+    UserWarning names each one left out (so no run vanishes from the figure without a word)."""
+    import warnings
+    kept = {}
+    for variant, sweep in sweeps.items():
+        dropped = sorted(lr for lr in sweep if not lr > 0)
+        if dropped:
+            warnings.warn(f'plot_lr_sweep: the {variant!r} run(s) at learning rate '
+                          f'{", ".join(map(repr, dropped))} cannot be drawn on the log axis and '
+                          'are left out of the figure; print them instead (their Result).',
+                          UserWarning, stacklevel=3)
+        kept[variant] = {lr: result for lr, result in sweep.items() if lr > 0}
+    return kept
+
+
 def plot_lr_sweep(sweeps, title='Learning-rate sweep', accuracy=None,
                   accuracy_label='test accuracy'):
     """Final test accuracy and final training loss against the learning rate (log axis).
@@ -265,11 +290,19 @@ def plot_lr_sweep(sweeps, title='Learning-rate sweep', accuracy=None,
     uniform guess over the 10 classes: accuracy 0.1 and loss ln 10.
     accuracy: optional function Result -> the accuracy to compare on (e.g. recalibrated test
     accuracy); it is the main series, and the prediction-mode test accuracy is drawn faint.
+    A run at a learning rate <= 0 cannot be placed on the log axis: it is left out, with a
+    UserWarning naming it.
     Returns the two Axes.
     """
     from matplotlib.lines import Line2D
     if not sweeps:
         raise ValueError('plot_lr_sweep got no sweeps; pass {variant name: {lr: Result}}')
+    empty = [variant for variant, sweep in sweeps.items() if not sweep]
+    if empty:
+        raise ValueError(f'plot_lr_sweep: variant {empty[0]!r} has no runs (an empty dict); '
+                         'pass {variant name: {lr: Result}} with at least one run, or leave the '
+                         'variant out.')
+    sweeps = _positive_lrs(sweeps)
     use_svg_display()
     fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(11, 3.8), layout='constrained')
     handles = []

@@ -50,8 +50,16 @@ class PopulationStatistics:
         self.mean = np.zeros(num_channels)
         self.sum_sq_dev = np.zeros(num_channels)   # sum of (x - mean)^2
 
-    def add(self, X):
+    def add(self, X, layer_name='', batch=0):
+        """Add one input X; raise FloatingPointError, naming the layer and the batch, if X holds
+        a NaN or infinite value (the statistics would be NaN for every later layer too)."""
         x = X.asnumpy().astype(np.float64)
+        if not np.isfinite(x).all():   # finite data, but a layer before this one overflowed
+            raise FloatingPointError(
+                f'recalibrate_batch_norm: the input of layer {layer_name} in batch {batch} has '
+                f'{int(np.size(x) - np.isfinite(x).sum())} NaN or infinite values although the '
+                'batch is finite, so its statistics would be NaN. No statistics were changed. '
+                'A layer before it overflows or holds non-finite weights: check the net.')
         x = np.moveaxis(x, 1, 0).reshape(x.shape[1], -1)   # (C, N*H*W)
         n = x.shape[1]
         mean = x.mean(axis=1)
@@ -66,6 +74,26 @@ class PopulationStatistics:
     def var(self):
         """Population variance (divided by the count), shape (C,)."""
         return self.sum_sq_dev / self.count
+
+
+def batch_input(batch, number):
+    """X of one (X, y) batch: TypeError naming the batch if it is not such a pair,
+    FloatingPointError if X holds a NaN or infinite value."""
+    if isinstance(batch, (tuple, list)) and len(batch) == 2:
+        X = batch[0]
+        bad = int((~np.isfinite(X.asnumpy())).sum()) if isinstance(X, nd.NDArray) else 0
+        if bad:
+            raise FloatingPointError(
+                f'recalibrate_batch_norm: X of batch {number} (shape {X.shape}) has {bad} NaN or '
+                'infinite values, so every BN layer\'s statistics would be NaN. No statistics '
+                'were changed. Pass batches without non-finite values (check a batch with '
+                'np.isfinite(X.asnumpy()).all()).')
+        return X
+    got = (f'an NDArray of shape {batch.shape}' if isinstance(batch, nd.NDArray)
+           else f'a {type(batch).__name__}')
+    raise TypeError(f'recalibrate_batch_norm: batches must yield (X, y) pairs, as a data '
+                    f'iterator does (only X is used); batch {number} is {got}. For a list of '
+                    'inputs xs, pass [(X, None) for X in xs].')
 
 
 def net_devices(net):
@@ -130,16 +158,23 @@ def recalibrate_batch_norm(net, batches, num_batches=100, ctx=None):
                              'afterwards).' % (layer.name, type(X).__name__))
         if layer not in stats:
             stats[layer] = PopulationStatistics(X.shape[1])
-        stats[layer].add(X)
+        stats[layer].add(X, layer.name, used + 1)
 
     for layer, _, _ in layers:
         handles.append(layer.register_forward_pre_hook(watch))
+    # the book's layer keeps its statistics as plain NDArrays, which it replaces in training mode
+    plain = [(layer, name, getattr(layer, name)) for layer, _, _ in layers
+             for name in statistic_names(layer)
+             if not isinstance(getattr(layer, name), gluon.Parameter)]
     used = 0
     try:
-        with autograd.train_mode():   # batch statistics, as in training; nothing recorded
-            for X, _ in batches:
+        # restoring_state: a scratch layer's own training-mode update, or a half-finished
+        # measurement, leaves nothing behind; the measured statistics are written afterwards
+        with restoring_state(net), autograd.train_mode():   # batch statistics, nothing recorded
+            for batch in batches:
                 if used == num_batches:
                     break
+                X = batch_input(batch, used + 1)
                 # split as evaluation splits a batch (d2l_utils.data_parallel's policy: a batch
                 # smaller than the number of devices uses the first devices)
                 for part in split_parts(X, devices, 'recalibrate_batch_norm', training=False):
@@ -148,6 +183,8 @@ def recalibrate_batch_norm(net, batches, num_batches=100, ctx=None):
     finally:
         for handle in handles:
             handle.detach()
+        for layer, name, value in plain:
+            setattr(layer, name, value)
     if used == 0:
         raise ValueError('recalibrate_batch_norm: batches yielded no batch. Pass training '
                          'batches, e.g. train_iter (an iterator that was already exhausted, '
@@ -155,7 +192,11 @@ def recalibrate_batch_norm(net, batches, num_batches=100, ctx=None):
     for layer, mean, var in layers:
         if layer not in stats:
             raise ValueError('recalibrate_batch_norm: layer %s never ran in a forward pass of '
-                             'the net, so its statistics cannot be measured.' % layer.name)
+                             'the net, so its statistics cannot be measured. If the net (or a '
+                             'block holding the layer) is hybridized and has run, its cached '
+                             'graph runs without calling the layer: call '
+                             'net.hybridize(active=False) first (and net.hybridize() afterwards).'
+                             % layer.name)
         names = statistic_names(layer)
         measured = stats[layer]
         for name, stored, value in zip(names, (mean, var), (measured.mean, measured.var)):

@@ -6,26 +6,34 @@
 - the last partial batch is averaged over its real size (d2lzh divides by the full batch size);
 - a non-finite loss stops training at once, naming the epoch, batch and first bad layer; so does
   a non-finite parameter after an update (``d2l_utils.nan_guard``);
-- labels the output layer cannot score, an iterator that yields nothing and a number of epochs
-  that is not a positive integer are refused with a clear error;
+- labels the output layer cannot score, an iterator that yields nothing, a number of epochs
+  that is not a positive integer, a learning rate that is a string or negative, no test_iter,
+  train and test iterators of different image sizes and data of another dtype than the net are
+  refused with a clear error; a batch whose shapes MXNet rejects is named, with its shapes;
+- d2lzh's chapter-9 ``train(train_iter, test_iter, net, loss, ...)`` gets a TypeError naming
+  both signatures (the chapter's loop is this one);
 - ``train`` returns a ``History`` for plotting instead of only printing.
 
 ``ctx`` may also be a list of devices (data parallelism, as ``d2lzh.train`` takes it): each batch
 is split across them, the Trainer sums the gradients over the devices, and evaluation splits
 the test batches the same way. With one device everything is as before.
 """
+import numbers
 import random
 import time
+from contextlib import contextmanager
 
 import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon, nd
+from mxnet.base import MXNetError
 
 from .data_parallel import (forward_parts, needs_all_parts, split_batch,
                             validate_batches_fit_devices, validate_gpus_usable,
                             validate_initialized_on)
 from .device import as_ctx_list
 from .nan_guard import NanGuard, NonFiniteParameterError, first_nonfinite_parameter, parameter_flag
+from .support.errors import short_message
 from .recalibration import recalibrate_batch_norm, restoring_state
 from .support.progress import Progress
 from .support.validation import is_integer, require_positive_int
@@ -52,9 +60,9 @@ def train(net, train_iter, test_iter, trainer, ctx=None, num_epochs=1, loss=None
     (default ``train_iter.in_order()``). first_epoch: the number of the first epoch trained here,
     to continue a run: History rows, printed lines and errors count from it.
     """
-    ctx = as_ctx_list(ctx, 'train')
-    recalibrate_iter = _validate_train_arguments(net, train_iter, trainer, ctx, num_epochs,
-                                                 first_epoch, recalibrate, recalibrate_iter)
+    ctx, recalibrate_iter = _validate_train_arguments(
+        net, train_iter, test_iter, trainer, ctx, num_epochs, first_epoch, recalibrate,
+        recalibrate_iter)
     check_labels = loss is None or isinstance(loss, gluon.loss.SoftmaxCrossEntropyLoss)
     loss = loss or gluon.loss.SoftmaxCrossEntropyLoss()
     lockstep = len(ctx) > 1 and needs_all_parts(net)   # asked once, not per batch
@@ -67,9 +75,9 @@ def train(net, train_iter, test_iter, trainer, ctx=None, num_epochs=1, loss=None
             for batch, (X, y) in enumerate(train_iter, 1):
                 first = epoch == first_epoch and batch == 1
                 if first:
-                    _validate_batch(X, y)
+                    shapes = _validate_batch(net, X, y)
                 Xs, ys = split_batch(X, y, ctx, 'train')   # one part per device
-                with autograd.record():
+                with autograd.record(), _explained('train', batch, X, y, shapes, epoch):
                     y_hats = forward_parts(net, Xs) if lockstep else [net(part) for part in Xs]
                     losses = [loss(y_hat, y_part).sum() for y_hat, y_part in zip(y_hats, ys)]
                 if first and check_labels:
@@ -100,8 +108,10 @@ def train(net, train_iter, test_iter, trainer, ctx=None, num_epochs=1, loss=None
 def evaluate_accuracy(data_iter, net, ctx=None):
     """Fraction of examples in ``data_iter`` whose argmax prediction equals the label.
 
-    data_iter yields (X, y) with X (batch, ...) and y (batch,); ctx is a device (default the
-    CPU), as in the book, or a list of devices: then each batch is split across them and every
+    data_iter yields (X, y) with X (batch, ...) and y (batch,). net: a Gluon block, or, as in the
+    book's chapter 3, a plain function returning scores (batch, classes) (then the parameter
+    check below is skipped). ctx is a device (default the CPU), as in the book, or a list of
+    devices: then each batch is split across them and every
     device predicts its part with its own copy of the net (a batch with fewer examples than
     devices uses the first ones: the split policy of ``d2l_utils.data_parallel``). Runs in
     prediction mode. Counts are summed on the devices and read once at the end, together with
@@ -110,16 +120,24 @@ def evaluate_accuracy(data_iter, net, ctx=None):
     """
     ctx = as_ctx_list(ctx, 'evaluate_accuracy')
     validate_gpus_usable(ctx, 'evaluate_accuracy')
-    lockstep = len(ctx) > 1 and needs_all_parts(net)   # asked once, not per batch
+    block = isinstance(net, gluon.Block)   # else the book's chapter-3 style: a plain function
+    if block:
+        validate_initialized_on(net, ctx, 'evaluate_accuracy')
+    elif not callable(net):
+        raise TypeError(f'evaluate_accuracy(data_iter, net, ctx): net must be a Gluon block or '
+                        f'a function returning scores (batch, classes); got {net!r}. Note the '
+                        'book\'s order: data_iter first, then net.')
+    lockstep = block and len(ctx) > 1 and needs_all_parts(net)   # asked once, not per batch
     correct, n = [nd.zeros((1,), ctx=c) for c in ctx], 0
     # (y_hat * 0).sum() is 0, or NaN when an output is NaN or infinite: a flag read once
     finite = [nd.zeros((1,), ctx=c) for c in ctx]
-    for X, y in data_iter:
-        Xs, ys = split_batch(X, y, ctx, 'evaluate_accuracy', training=False)
-        y_hats = forward_parts(net, Xs) if lockstep else [net(X_part) for X_part in Xs]
-        for k, (y_hat, y_part) in enumerate(zip(y_hats, ys)):
-            correct[k] += (y_hat.argmax(axis=1) == y_part.astype('float32')).sum()
-            finite[k] += (y_hat * 0).sum().astype('float32')
+    for batch, (X, y) in enumerate(data_iter, 1):
+        with _explained('evaluate_accuracy', batch, X, y):
+            Xs, ys = split_batch(X, y, ctx, 'evaluate_accuracy', training=False)
+            y_hats = forward_parts(net, Xs) if lockstep else [net(X_part) for X_part in Xs]
+            for k, (y_hat, y_part) in enumerate(zip(y_hats, ys)):
+                correct[k] += (y_hat.argmax(axis=1) == y_part.astype('float32')).sum()
+                finite[k] += (y_hat * 0).sum().astype('float32')
         n += X.shape[0]
     if n == 0:
         raise ValueError('evaluate_accuracy got an empty data iterator')
@@ -127,10 +145,11 @@ def evaluate_accuracy(data_iter, net, ctx=None):
     for count, bad in zip(correct[1:], finite[1:]):
         total, flag = total + count.as_in_context(ctx[0]), flag + bad.as_in_context(ctx[0])
     # max pooling can hide NaN weights from the outputs: check the parameters too, in the same read
-    total, flag, parameters = nd.concat(total.astype('float32'), flag, parameter_flag(net, ctx),
+    parameters = parameter_flag(net, ctx) if block else nd.zeros((1,), ctx[0])
+    total, flag, parameters = nd.concat(total.astype('float32'), flag, parameters,
                                         dim=0).asnumpy()
     if not (np.isfinite(flag) and np.isfinite(parameters)):
-        parameter = first_nonfinite_parameter(net)
+        parameter = first_nonfinite_parameter(net) if block else None
         if parameter:
             raise NonFiniteParameterError(
                 f'evaluate_accuracy: the net\'s parameter {parameter} is NaN or infinite, so its '
@@ -231,10 +250,29 @@ def recalibrated_accuracy(net, test_iter, recalibrate_iter, num_batches, ctx=Non
 
 # --- What train calls: its argument checks
 
-def _validate_train_arguments(net, train_iter, trainer, ctx, num_epochs, first_epoch,
+CHAPTER_9_CALL = (
+    'train: this is d2l_utils.train(net, train_iter, test_iter, trainer, ctx=None, num_epochs=1, '
+    'loss=None, ...), the book\'s train_ch5 loop; d2lzh\'s chapter-9 train(train_iter, test_iter, '
+    'net, loss, trainer, ctx, num_epochs) takes its arguments in another order. Call '
+    'train(net, train_iter, test_iter, trainer, ctx, num_epochs, loss=loss), or for chapter 9 '
+    '`import d2lzh as d2l`.')
+
+
+def _validate_train_arguments(net, train_iter, test_iter, trainer, ctx, num_epochs, first_epoch,
                               recalibrate, recalibrate_iter):
-    """Raise a clear error for arguments train cannot use; return the recalibration batches
-    (None when recalibration is off)."""
+    """Raise a clear error for arguments train cannot use; return (the devices as a list, the
+    recalibration batches or None when recalibration is off)."""
+    if not isinstance(net, gluon.Block):
+        if isinstance(test_iter, gluon.Block):   # train(train_iter, test_iter, net, ...)
+            raise TypeError(CHAPTER_9_CALL)
+        raise TypeError(f'train: net must be a Gluon block, e.g. lenet(); got {net!r}.')
+    ctx = as_ctx_list(ctx, 'train')
+    if test_iter is None or not hasattr(test_iter, '__iter__'):
+        raise TypeError('train: test_iter must be an iterable of (X, y) batches (the test '
+                        'accuracy is measured on it after every epoch), e.g. the second iterator '
+                        f'of load_data_fashion_mnist; got {test_iter!r}.')
+    _validate_same_examples(train_iter, test_iter)
+    _validate_learning_rate(trainer)
     require_positive_int(first_epoch, 'first_epoch', 'train',
                          'the number of the first epoch trained in this call, e.g. 1')
     require_positive_int(num_epochs, 'num_epochs', 'train',
@@ -254,7 +292,32 @@ def _validate_train_arguments(net, train_iter, trainer, ctx, num_epochs, first_e
     if len(ctx) > 1:
         validate_initialized_on(net, ctx, 'train')
         validate_batches_fit_devices(train_iter, len(ctx), 'train')
-    return recalibrate_iter
+    return ctx, recalibrate_iter
+
+
+def _validate_same_examples(train_iter, test_iter):
+    """Raise ValueError if both iterators say their example shape and the shapes differ."""
+    shapes = [getattr(it, 'example_shape', None) for it in (train_iter, test_iter)]
+    if None not in shapes and shapes[0] != shapes[1]:
+        raise ValueError(f'train: train_iter gives examples of shape {shapes[0]} but test_iter '
+                         f'gives {shapes[1]}; a net is built for one input size. Load both with '
+                         'the same resize= (load_data_fashion_mnist returns a matching pair).')
+
+
+def _validate_learning_rate(trainer):
+    """Raise TypeError for a learning rate that is not a number, ValueError for a negative one
+    (each step would climb the loss, and nothing would say so)."""
+    lr = getattr(trainer, 'learning_rate', None)
+    if lr is None or not callable(getattr(trainer, 'step', None)):
+        return   # not a gluon.Trainer: refused just below
+    if not isinstance(lr, numbers.Real) or isinstance(lr, bool):
+        raise TypeError(f'train: the trainer\'s learning_rate must be a number, e.g. '
+                        f'{{\'learning_rate\': 0.1}}; got {lr!r} (a {type(lr).__name__}). Write '
+                        'the number without quotes.')
+    if lr < 0:
+        raise ValueError(f'train: the trainer\'s learning_rate is {lr}, negative: every step '
+                         'would go up the gradient and increase the loss. Use a positive '
+                         'learning rate, e.g. 0.1 (0 is allowed: nothing changes).')
 
 
 def _validate_epoch_size(n, epoch, first_epoch):
@@ -287,8 +350,9 @@ def _recalibration_batches(train_iter, recalibrate, recalibrate_iter):
                      % (recalibrate, type(train_iter).__name__))
 
 
-def _validate_batch(X, y):
-    """Raise TypeError/ValueError unless the first batch is an NDArray X and labels y (batch,)."""
+def _validate_batch(net, X, y):
+    """Raise TypeError/ValueError unless the first batch is an NDArray X of the net's dtype and
+    labels y (batch,); return the shapes (X.shape, y.shape)."""
     if not (isinstance(X, nd.NDArray) and isinstance(y, nd.NDArray)):
         raise TypeError('train: each batch must be a pair (X, y) of NDArrays; got (%s, %s). '
                         'Convert numpy arrays with nd.array(...), or use ArrayDataIter.'
@@ -297,6 +361,35 @@ def _validate_batch(X, y):
         raise ValueError('train: labels y must be class indices of shape (batch,) = (%d,); got '
                          'shape %s. For one-hot labels use y.argmax(axis=1).'
                          % (X.shape[0], y.shape))
+    dtypes = {np.dtype(param.dtype) for param in net.collect_params().values()}
+    if len(dtypes) == 1 and np.dtype(X.dtype) not in dtypes:
+        (dtype,) = dtypes
+        raise TypeError(f'train: the net\'s parameters are {dtype} but the batch X is '
+                        f'{np.dtype(X.dtype)}; MXNet needs one dtype in a layer. Cast the net '
+                        f'back (net.cast(\'{np.dtype(X.dtype)}\')) or the data '
+                        f'(X.astype(\'{dtype}\')); note that MXNet 1.9.1 has no float16 matrix '
+                        'product on the CPU.')
+    return X.shape, y.shape
+
+
+@contextmanager
+def _explained(caller, batch, X, y, first_shapes=None, epoch=None):
+    """Re-raise MXNet's shape and dtype errors of one batch as a ValueError naming the batch and
+    its shapes (no check per batch: only a batch that fails costs anything)."""
+    try:
+        yield
+    except MXNetError as error:
+        said = short_message(error)
+        if 'shape' not in said.lower() and 'type' not in said.lower():
+            raise
+        where = f'epoch {epoch}, batch {batch}' if epoch is not None else f'batch {batch}'
+        got = f'X of shape {X.shape} and y of shape {y.shape}'
+        first = ('' if first_shapes is None or first_shapes == (X.shape, y.shape) else
+                 f'; the first batch had X {first_shapes[0]} and y {first_shapes[1]}')
+        raise ValueError(f'{caller}: {where} failed in MXNet ({said}). That batch has {got}'
+                         f'{first}. Every batch must give images of the size the net was built '
+                         'for (a test iterator too: load it with the same resize=) and one label '
+                         'per image.') from error
 
 
 def _validate_labels(y, y_hat):

@@ -246,3 +246,50 @@ def test_the_gpu_fallback_is_one_line_on_stderr_and_the_warning_format_is_left_a
     lines = err.getvalue().splitlines()
     assert len(lines) == 1 and lines[0].startswith('NoUsableGPUWarning: Using the CPU')
     assert warnings.formatwarning.__module__ == 'warnings'
+
+
+def advice_everywhere():
+    """The no-GPU advice as each place that gives it says it: (where, text)."""
+    from mxnet import gluon
+
+    from d2l_utils import evaluate_accuracy, load_data_fashion_mnist, train
+    from d2l_utils.support.env_report import environment_report
+
+    found = [('try_gpu', fallback_messages(device.try_gpu)[1][0])]
+    report = environment_report()
+    found.append(('python -m d2l_utils', next(line for line in report.splitlines()
+                                              if 'MXNet GPUs' in line)))
+    with pytest.raises(ValueError) as loader:
+        load_data_fashion_mnist(16, ctx=mx.gpu(0), train_subset=32, test_subset=32, seed=0)
+    found.append(('load_data_fashion_mnist', str(loader.value)))
+    train_iter, test_iter = load_data_fashion_mnist(16, train_subset=32, test_subset=32, seed=0)
+    net = gluon.nn.Dense(10)
+    net.initialize()
+    trainer = gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': 0.1})
+    for name, call in [('train', lambda ctx: train(net, train_iter, test_iter, trainer, ctx, 1,
+                                                  progress=False)),
+                       ('evaluate_accuracy', lambda ctx: evaluate_accuracy(test_iter, net, ctx))]:
+        with pytest.raises(ValueError) as error:
+            call([mx.cpu(), mx.gpu(0)])
+        found.append((name, str(error.value)))
+    return found
+
+
+@cpu_wheel_only
+def test_every_place_gives_the_hopper_advice_not_mxnet_cu117(monkeypatch, fashion_mnist_dir):
+    """Part 1's row 6.2: the CPU wheel on a machine with an H200 (compute capability 9.0).
+    No GPU exists here: only nvidia-smi's answer is a stand-in; MXNet's GPU count is real."""
+    fake_nvidia_smi(monkeypatch, [('NVIDIA H200', '9.0')])
+    for where, text in advice_everywhere():
+        assert 'installing mxnet-cu117 would not help' in text, where
+        assert 'install mxnet-cu117 instead' not in text, where
+        assert 'NVIDIA H200 (compute capability 9.0)' in text, where
+
+
+@cpu_wheel_only
+def test_every_place_advises_mxnet_cu117_beside_a_supported_gpu(monkeypatch, fashion_mnist_dir):
+    """The same with a stand-in RTX 3090 (8.6), for which mxnet-cu117 is the right advice."""
+    fake_nvidia_smi(monkeypatch, [('NVIDIA GeForce RTX 3090', '8.6')])
+    for where, text in advice_everywhere():
+        assert 'install mxnet-cu117 instead of mxnet' in text, where
+        assert 'NVIDIA GeForce RTX 3090 (compute capability 8.6)' in text, where

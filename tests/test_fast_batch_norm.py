@@ -167,12 +167,12 @@ def test_recording_in_prediction_mode_differentiates_through_the_moving_stats():
     np.testing.assert_array_equal(flat(fast.moving_mean.data()), 0)   # not a training step
 
 
-def test_float16_on_cpu_uses_batch_norm_since_dot_has_no_float16_cpu_kernel():
+def test_float16_on_cpu_predicts_with_batch_norm_since_dot_has_no_float16_cpu_kernel():
     X = random_input(SHAPES['conv']).astype('float16')
     params = [p.astype('float16') for p in random_params(X.shape)]
-    with autograd.record():
-        ours = fast_batch_norm(X, *params, eps=EPS, momentum=MOMENTUM)
-        reference = batch_norm(X, *params, eps=EPS, momentum=MOMENTUM)
+    # float16 training is refused (its statistics overflow: test_layers.py, row E10)
+    ours = fast_batch_norm(X, *params, eps=EPS, momentum=MOMENTUM)
+    reference = batch_norm(X, *params, eps=EPS, momentum=MOMENTUM)
     for a, b in zip(ours, reference):
         np.testing.assert_array_equal(a.asnumpy(), b.asnumpy())
 

@@ -189,3 +189,27 @@ def test_batch_norm_given_a_numpy_input_says_to_convert_it():
     params = random_params((8, 5))
     with pytest.raises(TypeError, match=r'got X as a ndarray\. Convert it with nd\.array'):
         batch_norm(np.ones((8, 5), dtype=np.float32), *params, eps=EPS, momentum=MOMENTUM)
+
+
+def test_float16_batch_norm_is_refused_in_training_and_allowed_in_prediction(fashion_mnist_dir):
+    """Battery row E10: LeNet's first BN input at the book's batch size 256, in float16, gave
+    all-NaN Y and moving statistics without an error (its float16 mean overflows). Refused in
+    training mode; prediction (no batch statistics) stays allowed and finite."""
+    from mxnet import init
+    from mxnet.gluon import nn
+
+    from d2l_utils import fast_batch_norm, load_data_fashion_mnist, set_seed
+    train_iter, _ = load_data_fashion_mnist(256, root=fashion_mnist_dir, train_subset=256,
+                                            test_subset=8, seed=0)
+    set_seed(0)
+    conv = nn.Conv2D(6, kernel_size=5)
+    conv.initialize(init.Xavier())
+    X = conv(next(iter(train_iter))[0]).astype('float16')   # (256, 6, 24, 24)
+    params = [p.astype('float16') for p in random_params(X.shape)]
+    for fn in (batch_norm, fast_batch_norm):
+        with pytest.raises(ValueError, match=r'refuses a float16 X in training mode.*'
+                                             r"overflows.*net.cast\('float32'\)"):
+            with autograd.record():
+                fn(X, *params, eps=EPS, momentum=MOMENTUM)
+        Y, _, _ = fn(X, *params, eps=EPS, momentum=MOMENTUM)   # prediction
+        assert Y.dtype == np.float16 and np.isfinite(Y.asnumpy()).all()

@@ -378,3 +378,23 @@ def test_statistics_over_a_single_value_are_refused():
 def test_block_num_dims_other_than_two_or_four_is_rejected():
     with pytest.raises(ValueError, match='num_dims must be 2.*or 4'):
         LayerNorm(6, num_dims=3)
+
+
+@pytest.mark.parametrize('case', ['layer_norm conv', 'group_norm conv, 2 groups',
+                                  'instance_norm conv'])
+def test_float16_at_activation_scale_300_is_normalized_in_float32_not_nan_or_beta(case,
+                                                                                 features):
+    # battery rows E7-E9: float16 statistics overflowed (all NaN, or exactly beta). The
+    # functions compute them in float32, as MXNet's operators do, and return float16.
+    kind, fn, reference = CASES[case]
+    x = features[kind].asnumpy().astype(np.float64)
+    x = 300 * (x - x.mean()) / x.std() + 900            # std 300 around 900, as the battery
+    gamma, beta = random_affine(x.shape, dtype='float16')
+    Y = fn(nd.array(x, dtype='float16'), gamma, beta)
+    assert Y.dtype == np.float16
+    expected = reference(x.astype(np.float16).astype(np.float64),
+                         gamma.asnumpy().astype(np.float64), beta.asnumpy().astype(np.float64))
+    y = Y.asnumpy().astype(np.float64)
+    assert np.isfinite(y).all()
+    assert np.abs(y - expected).max() < 0.02, np.abs(y - expected).max()   # float16 rounding
+    assert not np.array_equal(y, np.broadcast_to(beta.asnumpy(), y.shape))

@@ -256,3 +256,44 @@ def test_plot_history_refuses_a_faint_metric_it_does_not_plot():
     with pytest.raises(ValueError, match="faint=\\('test_acc',\\) names metrics not in"):
         plot.plot_history(made_up('a', [1.0], [0.5], [0.5]), metrics=('train_loss',),
                           faint=('test_acc',))
+
+
+# --- Bad inputs, round 3 (issue 29, battery section I)
+
+def test_plot_history_with_no_metrics_says_what_to_pass():
+    run = made_up('x', [1.0, 0.5], [0.5, 0.6], [0.4, 0.5])
+    with pytest.raises(ValueError, match=r"metrics is empty.*metrics=\('train_loss'"):   # I5
+        plot.plot_history(run, metrics=())
+
+
+def test_plot_history_with_a_metric_name_as_a_string_says_to_write_a_tuple():
+    run = made_up('x', [1.0, 0.5], [0.5, 0.6], [0.4, 0.5])
+    with pytest.raises(TypeError, match=r"the string 'train_loss'.*metrics=\('train_loss',\)"):
+        plot.plot_history(run, metrics='train_loss')                                   # I7
+
+
+def sweep_of(variant, lrs, accs):
+    from d2l_utils.experiments.sweeps import Result
+    return {lr: Result(variant, lr, made_up(variant, [0.5], [acc], [acc]), None)
+            for lr, acc in zip(lrs, accs)}
+
+
+def test_plot_lr_sweep_names_a_variant_without_runs():
+    with pytest.raises(ValueError, match=r"variant 'BN' has no runs"):                   # I8
+        plot.plot_lr_sweep({'BN': {}})
+
+
+def test_plot_lr_sweep_says_which_run_the_log_axis_cannot_show():
+    sweeps = {'BN': sweep_of('BN', (0, 0.1, 1.0), (0.1, 0.6, 0.8))}                     # I9
+    with pytest.warns(UserWarning, match=r"'BN' run\(s\) at learning rate 0 cannot be drawn"):
+        ax_acc, _ = plot.plot_lr_sweep(sweeps)
+    [line] = [line for line in ax_acc.get_lines() if line.get_label() == 'BN']
+    assert list(line.get_xdata()) == [0.1, 1.0]
+
+
+def test_show_images_takes_the_books_positional_scale_and_titles_by_keyword():
+    axes = plot.show_images(np.zeros((6, 28, 28)), 2, 3, 1.0)   # d2lzh: (imgs, rows, cols, scale)
+    assert tuple(axes[0].figure.get_size_inches()) == (3.0, 2.0)
+    axes = plot.show_images(np.zeros((2, 28, 28)), 1, 2, titles=['a', 'b'])
+    assert tuple(axes[0].figure.get_size_inches()) == (4.0, 2.0)   # the book's default scale 2
+    assert [ax.get_title() for ax in axes] == ['a', 'b']

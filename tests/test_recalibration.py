@@ -231,3 +231,54 @@ def test_train_rejects_a_recalibrate_that_is_not_a_number_of_batches(data):
         train(net, data[0], data[1], trainer, num_epochs=1, recalibrate=-1, progress=False)
     with pytest.raises(ValueError, match='recalibrate_iter'):
         train(net, list(data[0]), data[1], trainer, num_epochs=1, recalibrate=2, progress=False)
+
+
+@pytest.mark.parametrize('kind', ['BatchNorm', 'nn.BatchNorm'])
+def test_a_nan_pixel_is_refused_naming_the_batch_and_no_statistic_changes(kind, data):
+    # battery row B2: one NaN pixel in batch 2 used to write NaN into every BN layer
+    net = trained_lenet(kind, data, steps=2)
+    batches = [(X.copy(), y) for X, y in data[0].in_order()][:4]
+    batches[1][0][0, 0, 5, 5] = np.nan
+    before = stored_stats(net)
+    expected = r'X of batch 2 \(shape \(64, 1, 28, 28\)\) has 1 NaN.*No statistics were changed'
+    with pytest.raises(FloatingPointError, match=expected):
+        recalibrate_batch_norm(net, batches, 4)
+    for (mean0, var0), (mean1, var1) in zip(before, stored_stats(net)):
+        np.testing.assert_array_equal(mean0, mean1)
+        np.testing.assert_array_equal(var0, var1)
+
+
+def test_a_nan_pixel_leaves_the_books_plain_statistics_as_they_were(data):
+    set_seed(0)
+    net = nn.Sequential()
+    net.add(nn.Conv2D(6, kernel_size=5), BookBatchNorm(6, num_dims=4), nn.Dense(10))
+    net.initialize()
+    net(next(iter(data[0]))[0])
+    layer = net[1]
+    mean_before = layer.moving_mean.asnumpy()
+    batches = [(X.copy(), y) for X, y in data[0].in_order()][:3]
+    batches[2][0][1, 0, 0, 0] = np.inf
+    with pytest.raises(FloatingPointError, match='batch 3'):
+        recalibrate_batch_norm(net, batches, 3)
+    np.testing.assert_array_equal(layer.moving_mean.asnumpy(), mean_before)
+
+
+def test_a_hybridized_net_that_ran_is_told_to_turn_hybridization_off(data):
+    # battery row B3: the layer ran inside the cached graph, not "never"
+    net = nn.HybridSequential()
+    net.add(nn.Conv2D(6, kernel_size=5), nn.BatchNorm(), nn.Activation('sigmoid'), nn.Dense(10))
+    net.initialize()
+    net.hybridize()
+    net(next(iter(data[0]))[0])
+    with pytest.raises(ValueError, match=r'hybridize\(active=False\)'):
+        recalibrate_batch_norm(net, data[0].in_order(), num_batches=1)
+    net.hybridize(active=False)   # the advice works
+    assert recalibrate_batch_norm(net, data[0].in_order(), num_batches=1) == 1
+
+
+def test_batches_of_inputs_only_are_a_clear_error(data):
+    # battery row B8: a list of X without labels
+    net = trained_lenet('BatchNorm', data, steps=1)
+    with pytest.raises(TypeError, match=r'\(X, y\) pairs.*batch 1 is an NDArray of shape '
+                                        r'\(64, 1, 28, 28\)'):
+        recalibrate_batch_norm(net, [X for X, _ in data[0].in_order()], 2)

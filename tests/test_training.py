@@ -429,3 +429,82 @@ def test_restoring_state_of_a_net_that_has_not_seen_a_batch_puts_back_the_initia
             assert (param.data().asnumpy() == 0).all(), name
         if 'running_var' in name:
             assert (param.data().asnumpy() == 1).all(), name
+
+
+# --- Bad inputs, round 3 (issue 29, battery section D)
+
+def test_a_learning_rate_written_as_a_string_is_refused_before_training(tiny_data):
+    net = dense_net(10)
+    net.initialize()
+    trainer = gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': '0.1'})   # row D1
+    with pytest.raises(TypeError, match=r"learning_rate must be a number.*got '0.1' \(a str\)"):
+        train(net, *tiny_data, trainer, mx.cpu(), 1, progress=False)
+
+
+def test_a_negative_learning_rate_is_refused_and_zero_is_allowed(tiny_data):
+    # row D2: -0.5 (a sign typo) used to train uphill without a word; refused, not warned
+    with pytest.raises(ValueError, match=r'learning_rate is -0.5, negative.*increase the loss'):
+        train_fresh(lenet(), *tiny_data, lr=-0.5)
+    assert len(train_fresh(dense_net(10), *tiny_data, lr=0)) == 1   # row D3 stays OK
+
+
+def test_labels_short_in_a_later_batch_name_the_batch_and_the_shapes(tiny_data):
+    train_iter, test_iter = tiny_data
+    batches = [(X, y[:-3] if k == 2 else y) for k, (X, y) in enumerate(train_iter)]   # row D7
+    with pytest.raises(ValueError, match=r'train: epoch 1, batch 3 failed in MXNet \(.*\)\. '
+                                         r'That batch has X of shape \(64, 1, 28, 28\) and y of '
+                                         r'shape \(61,\); the first batch had X \(64, 1, 28, 28\) '
+                                         r'and y \(64,\)'):
+        train_fresh(lenet(), batches, test_iter)
+
+
+def test_a_later_batch_of_smaller_images_names_the_batch_and_the_shapes(tiny_data):
+    train_iter, test_iter = tiny_data
+    batches = [(X[:, :, :20, :20] if k == 2 else X, y)                       # row D8
+               for k, (X, y) in enumerate(train_iter)]
+    with pytest.raises(ValueError, match=r'epoch 1, batch 3 .*X of shape \(64, 1, 20, 20\).*'
+                                         r'first batch had X \(64, 1, 28, 28\)'):
+        train_fresh(lenet(), batches, test_iter)
+
+
+def test_a_test_iterator_of_another_image_size_is_refused_before_training(tiny_data):
+    train_iter, _ = tiny_data
+    _, test_32 = load_data_fashion_mnist(64, resize=32, train_subset=64, test_subset=64, seed=0)
+    net = lenet()
+    with pytest.raises(ValueError, match=r'train_iter gives examples of shape \(1, 28, 28\) but '
+                                         r'test_iter gives \(1, 32, 32\).*resize='):   # row D9
+        train_fresh(net, train_iter, test_32)
+    assert not net[0].weight.shape[1]   # refused before the first batch: nothing ran
+    # an iterator that does not say its shape fails at evaluation, naming the batch and shapes
+    trained = lenet()
+    train_fresh(trained, train_iter, tiny_data[1])
+    with pytest.raises(ValueError, match=r'evaluate_accuracy: batch 1 failed in MXNet.*X of '
+                                         r'shape \(64, 1, 32, 32\)'):
+        evaluate_accuracy(list(test_32), trained)
+
+
+def test_evaluate_accuracy_on_a_device_the_net_is_not_on_is_a_clear_error(tiny_data):
+    net = lenet()
+    net.initialize(ctx=mx.cpu(0))
+    net(next(iter(tiny_data[1]))[0])
+    with pytest.raises(ValueError, match=r'evaluate_accuracy: the parameter \w+ lives on '
+                                         r'\[cpu\(0\)\], but the batches go to \[cpu\(0\), '
+                                         r'cpu\(1\)\].*net.initialize\(ctx='):   # row D12
+        evaluate_accuracy(tiny_data[1], net, [mx.cpu(0), mx.cpu(1)])
+
+
+def test_a_float16_net_with_float32_data_is_a_clear_error(tiny_data):
+    net = lenet()
+    net.initialize()
+    net.cast('float16')   # row D17
+    trainer = gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': 0.1})
+    with pytest.raises(TypeError, match=r"parameters are float16 but the batch X is float32.*"
+                                        r"net.cast\('float32'\)"):
+        train(net, *tiny_data, trainer, mx.cpu(), 1, progress=False)
+
+
+def test_no_test_iterator_is_refused_before_training(tiny_data):
+    net = lenet()
+    with pytest.raises(TypeError, match='test_iter must be an iterable of .*got None'):  # D19
+        train_fresh(net, tiny_data[0], None)
+    assert not net[0].weight.shape[1]   # before the first epoch, not after it

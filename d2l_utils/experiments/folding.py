@@ -18,14 +18,42 @@ way the folded net predicts as the original does.
 import copy
 
 import numpy as np
-from mxnet import init, nd
+from mxnet import gluon, init, nd
 from mxnet.base import MXNetError
+from mxnet.ndarray import CachedOp
 from mxnet.gluon import nn
 
 from ..models import is_batch_norm, statistic_names
 from ..support.errors import short_message
 
 __all__ = ['ChannelShift', 'fold_batch_norm']
+
+
+def _detached_copy(block):
+    """``copy.deepcopy(block)`` without MXNet's run-time state, which holds C pointers that
+    cannot be copied: a hybridized block's compiled graph (a CachedOp, once it has run) and the
+    Trainer its Parameters are attached to (with its KVStore, e.g. after training on several
+    devices). The copy shares no arrays with ``block``, has no Trainer and is not hybridized
+    (call ``hybridize()`` on the folded net to compile it again).
+    """
+    memo, seen, todo = {}, set(), [block]
+    # what deepcopy would reach (a layer's name scope leads to its parent blocks too)
+    while todo:
+        obj = todo.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, (CachedOp, gluon.Trainer)):
+            memo[id(obj)] = None   # deepcopy takes memo's entry instead of copying
+        elif isinstance(obj, dict):
+            todo.extend(obj.values())
+        elif isinstance(obj, (list, tuple)):
+            todo.extend(obj)
+        elif hasattr(obj, '__dict__') and not isinstance(obj, (nd.NDArray, type)):
+            todo.extend(vars(obj).values())
+    new = copy.deepcopy(block, memo)
+    new.hybridize(active=False)   # forget the original's compiled graph
+    return new
 
 
 def _prediction_affine(bn, num_dims):
@@ -38,7 +66,7 @@ def _prediction_affine(bn, num_dims):
     option (eps, nn.BatchNorm's scale=False, a cuDNN GPU's unbiased variance) without reading
     any private attribute, and loses no precision to float32.
     """
-    probe = copy.deepcopy(bn)
+    probe = _detached_copy(bn)
     probe.cast('float64')   # casts Parameters; statistics kept as NDArrays (the book's) follow
     mean = getattr(bn, statistic_names(bn)[0])
     if isinstance(mean, nd.NDArray):
@@ -100,7 +128,7 @@ def _folded_copy(layer, bn):
     if scale.size != W.shape[0]:
         raise ValueError('fold_batch_norm: %s has %d channels but the layer before it, %s, has '
                          '%d outputs.' % (bn.name, scale.size, layer.name, W.shape[0]))
-    new = copy.deepcopy(layer)   # same kernel, strides, padding, flatten...; its own arrays
+    new = _detached_copy(layer)   # same kernel, strides, padding, flatten...; its own arrays
     dtype = weight.dtype
     new.weight.set_data(nd.array(W * scale.reshape((-1,) + (1,) * (W.ndim - 1)), dtype=dtype))
     if layer.bias is not None:
@@ -120,13 +148,13 @@ def _copied(block):
     if isinstance(block, (nn.Conv2D, nn.Dense)):
         _layer_device_and_weight(block)
         # deepcopy copies the NDArrays too, so the copy shares no memory with the original
-        return copy.deepcopy(block)
+        return _detached_copy(block)
     if list(block.collect_params().values()):
         raise ValueError('fold_batch_norm: cannot copy %s (a %s): it has parameters and is '
                          'neither a Conv2D, a Dense nor a BN layer. fold_batch_norm handles '
                          'nets of Conv2D, Dense, BN and parameter-free layers, such as the '
                          'package\'s lenet().' % (block.name, type(block).__name__))
-    return copy.deepcopy(block)
+    return _detached_copy(block)
 
 
 def _describe(block):
@@ -191,7 +219,9 @@ def fold_batch_norm(net):
     The folded layer's bias holds (b - mean) * s + beta; a layer built with use_bias=False
     cannot get a bias in Gluon, so it is followed by a ``ChannelShift`` holding beta - mean * s.
     Every other layer is copied. ``net`` itself is not changed, and the returned net shares no
-    parameters with it (train ``net`` further and fold again).
+    parameters with it (train ``net`` further and fold again). ``net`` may be hybridized and
+    trained (on several devices too); the returned net is not hybridized and is attached to no
+    Trainer (call ``hybridize()`` on it to compile it).
 
     The result is for prediction only: it has no BN layer, so training it is training a net
     without batch normalization. Compare it with the original in prediction mode

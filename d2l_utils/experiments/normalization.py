@@ -58,23 +58,38 @@ def _validate_values_per_statistic(name, shape, count, what):
                          % (name, count, what, shape))
 
 
+def _in_float32(X):
+    """X, or X in float32 when it is float16: the statistics below are computed in float32,
+    as MXNet's own normalization operators do. In float16 a mean over a few thousand values
+    of size 300 overflows (the sum passes 65504) and a variance of size 300**2 = 90000 is
+    infinite, so the output would be NaN or exactly beta without an error."""
+    return X.astype('float32') if X.dtype == np.float16 else X
+
+
+def _in_dtype(X_hat, dtype):
+    """X_hat cast back to the input's dtype (unchanged when it already has it)."""
+    return X_hat if X_hat.dtype == dtype else X_hat.astype(dtype)
+
+
 def layer_norm(X, gamma, beta, eps):
     """Normalize each example of X over all its features (2-D: N x D; 4-D: N x C x H x W).
 
     The mean and biased variance are per example: over axis 1 for a 2-D input, over axes 1, 2, 3
     (every channel and position) for a 4-D one, shape (N, 1) or (N, 1, 1, 1).
     gamma, beta: shape (1, D) or (1, C, 1, 1), per feature or channel, as in batch_norm.
-    Returns Y, with X's shape. Training and prediction compute the same thing.
+    Returns Y, with X's shape and dtype. Training and prediction compute the same thing. A
+    float16 X is normalized in float32 and cast back (``_in_float32`` says why).
     """
     _validate_normalization_inputs('layer_norm', X, gamma, beta, eps)
     axes = 1 if X.ndim == 2 else (1, 2, 3)
     _validate_values_per_statistic('layer_norm', X.shape, int(np.prod(X.shape[1:])),
                                 'the features of one example')
     # keepdims=True gives shape (N, 1) or (N, 1, 1, 1): one statistic per example
-    mean = X.mean(axis=axes, keepdims=True)
-    X_centered = X - mean
+    X32 = _in_float32(X)
+    mean = X32.mean(axis=axes, keepdims=True)
+    X_centered = X32 - mean
     var = nd.square(X_centered).mean(axis=axes, keepdims=True)   # biased, like batch_norm
-    X_hat = X_centered / nd.sqrt(var + eps)
+    X_hat = _in_dtype(X_centered / nd.sqrt(var + eps), X.dtype)
     return gamma * X_hat + beta   # scale and shift per feature or channel
 
 
@@ -86,7 +101,8 @@ def group_norm(X, gamma, beta, num_groups, eps):
     channels and all positions. num_groups must divide C. num_groups=1 is layer_norm;
     num_groups=C (4-D) is instance_norm.
     gamma, beta: shape (1, D) or (1, C, 1, 1), per channel (as in batch_norm and the paper).
-    Returns Y, with X's shape. Training and prediction compute the same thing.
+    Returns Y, with X's shape and dtype. Training and prediction compute the same thing. A
+    float16 X is normalized in float32 and cast back, as in layer_norm.
     """
     _validate_normalization_inputs('group_norm', X, gamma, beta, eps)
     num_channels = X.shape[1]
@@ -102,11 +118,11 @@ def group_norm(X, gamma, beta, num_groups, eps):
     _validate_values_per_statistic('group_norm', X.shape, per_group,
                                 'the channels and positions of one group of one example')
     # (N, G, C // G * H * W): each row of the last axis is one group of one example
-    X_grouped = X.reshape((N, num_groups, per_group))
+    X_grouped = _in_float32(X).reshape((N, num_groups, per_group))
     mean = X_grouped.mean(axis=2, keepdims=True)   # (N, G, 1)
     X_centered = X_grouped - mean
     var = nd.square(X_centered).mean(axis=2, keepdims=True)
-    X_hat = (X_centered / nd.sqrt(var + eps)).reshape(X.shape)
+    X_hat = _in_dtype(X_centered / nd.sqrt(var + eps), X.dtype).reshape(X.shape)
     return gamma * X_hat + beta   # scale and shift per channel, not per group
 
 
@@ -116,15 +132,17 @@ def instance_norm(X, gamma, beta, eps):
     The mean and biased variance are over axes 2, 3, shape (N, C, 1, 1). A 2-D input is refused:
     each feature of an example is one value, whose normalized output would always be beta.
     gamma, beta: shape (1, C, 1, 1), per channel.
-    Returns Y, with X's shape. Training and prediction compute the same thing.
+    Returns Y, with X's shape and dtype. Training and prediction compute the same thing. A
+    float16 X is normalized in float32 and cast back, as in layer_norm.
     """
     _validate_normalization_inputs('instance_norm', X, gamma, beta, eps, ndims=(4,))
     _validate_values_per_statistic('instance_norm', X.shape, X.shape[2] * X.shape[3],
                                 'the H x W positions of one channel')
-    mean = X.mean(axis=(2, 3), keepdims=True)   # (N, C, 1, 1): per example and channel
-    X_centered = X - mean
+    X32 = _in_float32(X)
+    mean = X32.mean(axis=(2, 3), keepdims=True)   # (N, C, 1, 1): per example and channel
+    X_centered = X32 - mean
     var = nd.square(X_centered).mean(axis=(2, 3), keepdims=True)
-    X_hat = X_centered / nd.sqrt(var + eps)
+    X_hat = _in_dtype(X_centered / nd.sqrt(var + eps), X.dtype)
     return gamma * X_hat + beta
 
 
