@@ -102,7 +102,8 @@ def test_train_called_with_the_chapter_9_signature_names_both_signatures(small_d
         d2l_utils.train(train_iter, test_iter, net, loss, trainer, mx.cpu(), 1)
 
 
-# The chapter 批量归一化 of the v1 book (d2l-zh, branch v1), its code blocks in order (comments
+# The chapter 批量归一化 of the v1 book (d2l-zh, branch v1, chapter_convolutional-neural-networks/
+# batch-norm.md, compared line by line), its code blocks in order (comments
 # translated); d2l_utils.book holds the same batch_norm and BatchNorm as book_batch_norm and
 # BookBatchNorm. Only the imports differ: `import d2l_utils as d2l` in place of d2lzh.
 CHAPTER = '''
