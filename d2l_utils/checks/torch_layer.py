@@ -26,6 +26,11 @@ which the book's grad-mode test and a mode argument agree; a module is put in ``
 
 Needs PyTorch (``pip install -r requirements-torch.txt``); ``d2l_utils.checks`` does not import
 this module, ``d2l_utils.pytorch`` re-exports its two checkers.
+
+It shares the MXNet checker's inputs, report, failure type and time limit; its subject and its
+properties (``builds``, the ``gamma``/``beta`` lookup, the public wrappers) follow the shape of
+``harness.py`` and ``properties.py`` on purpose, written against torch's types: the same checks in
+the other framework, not a copy that one implementation could serve.
 """
 try:
     import torch
