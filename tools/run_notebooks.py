@@ -181,13 +181,19 @@ def current_umask():
     return mask
 
 
+def where(nb, index, injected_at):
+    """(index in the notebook file, first source line) of the run's cell ``index``: a quick
+    run's injected cell is not counted."""
+    file_index = index - 1 if injected_at is not None and index > injected_at else index
+    first = next((line for line in nb.cells[index].source.splitlines() if line.strip()), '')
+    return file_index, first.strip()[:60]
+
+
 def failed_cell(nb, injected_at):
     """(index in the notebook file, first source line) of the cell holding an error output."""
     for i, cell in enumerate(nb.cells):
         if any(out.get('output_type') == 'error' for out in cell.get('outputs', [])):
-            file_index = i - 1 if injected_at is not None and i > injected_at else i
-            first = next((line for line in cell.source.splitlines() if line.strip()), '')
-            return file_index, first.strip()[:60]
+            return where(nb, i, injected_at)
     return None, ''
 
 
@@ -227,19 +233,15 @@ class CellClock:
         self.nb, self.injected_at = nb, injected_at
         self.index, self.started, self.reported = None, None, 0.0
 
-    def file_index(self, index):
-        """The cell's index in the notebook file (a quick run's injected cell not counted)."""
-        if self.injected_at is not None and index > self.injected_at:
-            return index - 1
-        return index
-
     def on_cell_execute(self, cell, cell_index, **_):
         self.index, self.started, self.reported = cell_index, time.time(), 0.0
 
+    def where(self):
+        """(index in the notebook file, first source line) of the running cell."""
+        return where(self.nb, self.index, self.injected_at)
+
     def describe(self):
-        cell = self.nb.cells[self.index]
-        first = next((line for line in cell.source.splitlines() if line.strip()), '')
-        return f'cell {self.file_index(self.index)} ({first.strip()[:60]})'
+        return 'cell %d (%s)' % self.where()
 
 
 def report_progress(client):
@@ -325,8 +327,7 @@ def execute(path, quick=False, output=None, timeout=DEFAULT_TIMEOUT):
         else:   # a timeout or a dead kernel: no error output in any cell
             ename, evalue = type(err).__name__, (str(err).strip().splitlines() or [''])[0]
             if clock.index is not None:   # the cell that was running
-                index = clock.file_index(clock.index)
-                line = clock.describe().split(' (', 1)[1][:-1]
+                index, line = clock.where()
                 if 'timed out' in evalue.lower() or 'Timeout' in ename:
                     evalue += f' (the limit is {timeout:g} s per cell: --timeout SECONDS)'
         raise NotebookRunError(path, index, ename, evalue, line) from None
