@@ -28,7 +28,7 @@ from mxnet import autograd, gluon, init, nd
 from .fast_batch_norm import ChannelView
 from ..data import ArrayDataIter, load_data_fashion_mnist
 from ..layers import BatchNorm, batch_norm, moving_average
-from ..models import lenet
+from ..models import is_batch_norm, lenet
 from ..training import set_seed
 
 __all__ = ['PushThenPullStore', 'StoreBatchNorm', 'StoreBatchNormFunction', 'StoreBatchNormMaker',
@@ -247,7 +247,7 @@ def one_process_statistics(params_file, X):
         stats.append((x.mean(axis=axes), x.var(axis=axes)))
 
     for layer in net:
-        if isinstance(layer, BatchNorm):
+        if is_batch_norm(layer):
             layer.register_forward_pre_hook(record)
     with autograd.train_mode():
         net(X)
