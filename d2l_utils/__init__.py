@@ -36,7 +36,7 @@ from .layers import (  # noqa: E402
 from .models import batch_norm_layers, count_parameters, is_batch_norm, lenet  # noqa: E402
 from .nan_guard import NonFiniteLossError, NonFiniteParameterError  # noqa: E402
 from .plot import (  # noqa: E402
-    METHOD_COLORS, method_color, plot_history, plot_lr_sweep, plt, set_figsize,
+    METHOD_COLORS, legend_below, method_color, plot_history, plot_lr_sweep, plt, set_figsize,
     show_fashion_mnist, show_images, use_svg_display)
 from .recalibration import recalibrate_batch_norm, restoring_state  # noqa: E402
 from .support.fashion_mnist_files import CorruptFileError, DataUnavailableError  # noqa: E402
@@ -99,8 +99,8 @@ __all__ = [
     'NonFiniteParameterError', 'recalibrate_batch_norm', 'recalibrated_accuracy',
     'restoring_state',
     # plots
-    'METHOD_COLORS', 'method_color', 'plot_history', 'plot_lr_sweep', 'plt', 'set_figsize',
-    'show_fashion_mnist', 'show_images', 'use_svg_display',
+    'METHOD_COLORS', 'legend_below', 'method_color', 'plot_history', 'plot_lr_sweep', 'plt',
+    'set_figsize', 'show_fashion_mnist', 'show_images', 'use_svg_display',
     # the environment
     'UnsupportedEnvironmentError',
     # imported on first use (LAZY_NAMES): judging a learner's code (checks/)

@@ -17,9 +17,9 @@ from matplotlib.ticker import MaxNLocator
 
 from .data import CHANCE_LOSS, UNIFORM_GUESS_ACC
 
-__all__ = ['FIGURE_FORMATS', 'METHOD_COLORS', 'METRICS', 'PANEL_YLABELS', 'method_color',
-           'plot_history', 'plot_lr_sweep', 'set_figsize', 'show_fashion_mnist', 'show_images',
-           'use_svg_display']
+__all__ = ['FIGURE_FORMATS', 'METHOD_COLORS', 'METRICS', 'PANEL_YLABELS', 'legend_below',
+           'method_color', 'plot_history', 'plot_lr_sweep', 'set_figsize', 'show_fashion_mnist',
+           'show_images', 'use_svg_display']
 
 # metric key -> (legend text, which panel it goes on)
 METRICS = {
@@ -71,6 +71,25 @@ def method_color(name, index=0):
         if key in METHOD_COLORS:
             return METHOD_COLORS[key]
     return _OTHER_COLORS[index % len(_OTHER_COLORS)]
+
+
+def legend_below(fig, axes=None, ncol=4):
+    """One legend for a figure of several panels, under them (outside every axes).
+
+    Takes the labelled lines of ``axes`` (default: all of the figure's axes) in order; a label
+    that several panels share (the same run drawn in each) is listed once. Returns the legend.
+    Jupyter saves inline figures with a tight bounding box, so the legend is not cut off."""
+    handles, labels = [], []
+    for ax in (fig.axes if axes is None else np.ravel(axes)):
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            if label not in labels:
+                handles.append(handle)
+                labels.append(label)
+    if not labels:
+        raise ValueError('legend_below: no labelled line in these axes; give the lines a '
+                         'label=... when you plot them')
+    return fig.legend(handles, labels, loc='upper center', bbox_to_anchor=(0.5, 0.0),
+                      ncol=min(ncol, len(labels)), fontsize='small', frameon=False)
 
 
 def use_svg_display():

@@ -297,3 +297,28 @@ def test_show_images_takes_the_books_positional_scale_and_titles_by_keyword():
     axes = plot.show_images(np.zeros((2, 28, 28)), 1, 2, titles=['a', 'b'])
     assert tuple(axes[0].figure.get_size_inches()) == (4.0, 2.0)   # the book's default scale 2
     assert [ax.get_title() for ax in axes] == ['a', 'b']
+
+
+def test_legend_below_lists_each_label_once_under_every_panel():
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for ax in axes:
+        ax.plot([0, 1], [0, 1], color=plot.method_color('BN'), label='BN')
+        ax.plot([0, 1], [1, 0], color=plot.method_color('no BN'), label='no BN')
+        ax.set_xlabel('training step')
+    axes[2].plot([0, 1], [0.5, 0.5], label='chance')
+    fig.tight_layout()
+    legend = plot.legend_below(fig, axes)
+    assert [text.get_text() for text in legend.get_texts()] == ['BN', 'no BN', 'chance']
+    assert [ax.get_legend() for ax in axes] == [None] * 3    # no legend inside a panel
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    box = legend.get_window_extent(renderer)
+    for ax in axes:   # under the panels and their x labels
+        assert box.y1 <= ax.xaxis.label.get_window_extent(renderer).y0 + 1
+
+
+def test_legend_below_says_when_no_line_has_a_label():
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1])
+    with pytest.raises(ValueError, match='label='):
+        plot.legend_below(fig)
